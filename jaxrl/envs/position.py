@@ -1,0 +1,185 @@
+"""`position`: single-asset target-exposure trading, a pure gymnax-style environment.
+
+At the close of decision bar t the agent sees features of bars t - W + 1 .. t plus its own book (current exposure,
+drawdown) and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure e_t; the
+step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
+
+An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
+only equity at or below `liquidation_equity` is termination.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from jaxrl.data import MarketData
+from jaxrl.metrics import bar_return
+
+REWARD_TERMS = ("pnl", "cost", "drawdown_penalty", "downside_penalty", "flat_penalty")
+
+
+@struct.dataclass
+class PositionParams:
+    returns: jnp.ndarray  # (T,) asset simple returns, returns[t] = c_t / c_{t-1} - 1
+    features: jnp.ndarray  # (T, F) causal normalised features
+    start_low: int  # first decision bar an episode may start at
+    start_high: int  # last decision bar an episode may start at (inclusive)
+    episode_len: int = 252
+    cost_bps: float = 5.0
+    max_leverage: float = 1.0
+    target_deadband: float = 0.05
+    rebalance_deadband: float = 0.02
+    reward_scale: float = 100.0
+    drawdown_coef: float = 0.1
+    downside_coef: float = 0.0
+    flat_penalty_scale: float = 0.02
+    flat_penalty_threshold: float = 0.001
+    liquidation_equity: float = 0.5
+
+
+@struct.dataclass
+class PositionState:
+    bar: jnp.ndarray  # current decision bar t
+    time: jnp.ndarray  # steps taken in this episode
+    exposures: jnp.ndarray  # (exec_lag + 2,) recent decisions, exposures[-1] = e_{t-1}
+    equity: jnp.ndarray
+    peak: jnp.ndarray
+
+
+class PositionEnv(environment.Environment):
+    """Shape-setting options (window, exec_lag, action grid) are static; every number is a traced param."""
+
+    def __init__(self, window: int = 32, num_features: int = 8, exec_lag: int = 0,
+                 action_grid: tuple[float, ...] | None = None):
+        super().__init__()
+        if exec_lag < 0:
+            raise ValueError(f"exec_lag must be >= 0, got {exec_lag}")
+        self.window = int(window)
+        self.num_features = int(num_features)
+        self.exec_lag = int(exec_lag)
+        self.action_grid = None if action_grid is None else tuple(float(a) for a in action_grid)
+        self.log_keys = tuple(f"reward/{term}" for term in REWARD_TERMS) + ("strategy_return", "realized_exposure")
+
+    # ---- construction -------------------------------------------------------------------------------------
+    def params_for_train(self, market: MarketData, **numbers: Any) -> PositionParams:
+        """Params whose episodes are random windows of the train split."""
+        split = market.split
+        episode_len = int(numbers.pop("episode_len", 252))
+        start_high = split.train_end - episode_len
+        if start_high < split.train_start:
+            raise ValueError(
+                f"{market.path}: episode_len {episode_len} does not fit the train split "
+                f"(bars {split.train_start}..{split.train_end}, {split.train_end - split.train_start} decisions)"
+            )
+        return PositionParams(
+            returns=market.arrays.returns,
+            features=market.arrays.features,
+            start_low=split.train_start,
+            start_high=start_high,
+            episode_len=episode_len,
+            **{k: float(v) for k, v in numbers.items()},
+        )
+
+    @property
+    def default_params(self) -> PositionParams:
+        raise TypeError("PositionEnv needs market data: build params with env.params_for_train(market, ...)")
+
+    # ---- gymnax contract ----------------------------------------------------------------------------------
+    def initial_state(self, bar, params: PositionParams) -> PositionState:
+        del params
+        return PositionState(
+            bar=jnp.asarray(bar, jnp.int32),
+            time=jnp.zeros((), jnp.int32),
+            exposures=jnp.zeros((self.exec_lag + 2,), jnp.float32),
+            equity=jnp.ones((), jnp.float32),
+            peak=jnp.ones((), jnp.float32),
+        )
+
+    def reset_env(self, key, params: PositionParams):
+        start = jax.random.randint(key, (), params.start_low, params.start_high + 1)
+        state = self.initial_state(start, params)
+        return self.get_obs(state, params), state
+
+    def get_obs(self, state: PositionState, params: PositionParams = None, key=None):
+        window = jax.lax.dynamic_slice(
+            params.features, (state.bar - self.window + 1, 0), (self.window, self.num_features)
+        )
+        book = jnp.stack([state.exposures[-1], 1.0 - state.equity / state.peak])
+        return jnp.concatenate([window.reshape(-1), book])
+
+    def target_exposure(self, action, params: PositionParams):
+        if self.action_grid is not None:
+            return jnp.asarray(self.action_grid, jnp.float32)[jnp.asarray(action, jnp.int32).reshape(())]
+        return jnp.clip(jnp.asarray(action, jnp.float32).reshape(()), -params.max_leverage, params.max_leverage)
+
+    def realize(self, target, previous, params: PositionParams):
+        """Target deadband (small targets become flat), then rebalance deadband (small changes keep the book)."""
+        target = jnp.where(jnp.abs(target) < params.target_deadband, 0.0, target)
+        return jnp.where(jnp.abs(target - previous) < params.rebalance_deadband, previous, target)
+
+    def transition(self, state: PositionState, action, params: PositionParams):
+        """One bar of accounting with no truncation or reset: the step of training and of the gate backtest."""
+        exposure = self.realize(self.target_exposure(action, params), state.exposures[-1], params)
+        exposures = jnp.concatenate([state.exposures[1:], exposure[None]])
+        effective = exposures[-1 - self.exec_lag]
+        previous_effective = exposures[-2 - self.exec_lag]
+        asset_return = params.returns[state.bar + 1]
+        gross, cost = bar_return(effective, previous_effective, asset_return, params.cost_bps * 1e-4)
+        strategy_return = gross - cost
+
+        equity = state.equity * (1.0 + strategy_return)
+        peak = jnp.maximum(state.peak, equity)
+        drawdown_before = 1.0 - state.equity / state.peak
+        drawdown_after = 1.0 - equity / peak
+        terms = {
+            "pnl": gross,
+            "cost": -cost,
+            "drawdown_penalty": -params.drawdown_coef * jnp.maximum(drawdown_after - drawdown_before, 0.0),
+            "downside_penalty": -params.downside_coef * jnp.abs(jnp.minimum(strategy_return, 0.0)),
+            "flat_penalty": -params.flat_penalty_scale
+            * jnp.maximum(jnp.abs(asset_return) - params.flat_penalty_threshold, 0.0)
+            * jnp.maximum(1.0 - jnp.abs(effective), 0.0),
+        }
+        reward = params.reward_scale * sum(terms.values())
+        new_state = PositionState(
+            bar=state.bar + 1, time=state.time + 1, exposures=exposures, equity=equity, peak=peak
+        )
+        terminated = equity <= params.liquidation_equity
+        info = {f"reward/{name}": params.reward_scale * value for name, value in terms.items()}
+        info["strategy_return"] = strategy_return
+        info["realized_exposure"] = exposure
+        return new_state, reward, terminated, info
+
+    def step_env(self, key, state: PositionState, action, params: PositionParams):
+        del key
+        new_state, reward, terminated, info = self.transition(state, action, params)
+        return self.get_obs(new_state, params), new_state, reward, terminated, info
+
+    def is_truncated(self, state: PositionState, params: PositionParams):
+        return state.time >= params.episode_len
+
+    def is_terminated(self, state: PositionState, params: PositionParams):
+        return state.equity <= params.liquidation_equity
+
+    # ---- spaces -------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return "position"
+
+    @property
+    def num_actions(self) -> int:
+        return len(self.action_grid) if self.action_grid is not None else 1
+
+    def action_space(self, params: PositionParams | None = None):
+        if self.action_grid is not None:
+            return spaces.Discrete(len(self.action_grid))
+        high = 1.0 if params is None else params.max_leverage
+        return spaces.Box(-high, high, (1,), jnp.float32)
+
+    def observation_space(self, params: PositionParams | None = None):
+        return spaces.Box(-jnp.inf, jnp.inf, (self.window * self.num_features + 2,), jnp.float32)
