@@ -1,0 +1,281 @@
+"""PPO compiled end to end: `make_train(config, env, env_params, gate) -> train(key)`.
+
+Rollouts, GAE, epochs and minibatches are all `lax.scan`s inside one jitted function; `jax.vmap(train)(keys)`
+trains several seeds in one compile. Metrics are reduced to a handful of scalars per update, so memory does not
+grow with the number of environment steps. If a gate setup is given, the deterministic policy is backtested on
+the real gate window at the end, inside the same graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
+from jaxrl.gate.backtest import GateSetup, evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    num_envs: int = 64
+    num_steps: int = 64
+    total_timesteps: int = 1_000_000
+    update_epochs: int = 4
+    num_minibatches: int = 8
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    vf_clip_eps: float | None = 0.2
+    ent_coef: float = 0.01
+    ent_coef_final: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    lr: float = 3e-4
+    anneal_lr: bool = True
+    target_kl: float | None = 0.03
+    hidden: Sequence[int] = (128, 128)
+    activation: str = "tanh"
+    init_log_std: float = -0.5
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return max(self.total_timesteps // self.batch_size, 1)
+
+    def __post_init__(self):
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches = {self.num_minibatches}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "PPOConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if "hidden" in values:
+            values["hidden"] = tuple(int(h) for h in values["hidden"])
+        return cls(**values)
+
+
+@struct.dataclass
+class Runner:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jnp.ndarray
+    key: jnp.ndarray
+    episode_return: jnp.ndarray  # running return of each env's current episode
+    last_return: jnp.ndarray  # return of each env's last finished episode (NaN before the first)
+    update: jnp.ndarray  # number of updates done
+
+
+class Transition(NamedTuple):
+    obs: jnp.ndarray
+    action: jnp.ndarray
+    log_prob: jnp.ndarray
+    value: jnp.ndarray
+    reward: jnp.ndarray
+    terminated: jnp.ndarray
+    done: jnp.ndarray
+    bootstrap_value: jnp.ndarray  # V(pre-reset next observation), 0 after termination
+    mask: Any
+    logs: dict
+
+
+class PPO:
+    """Holds the static pieces; every method is pure and jit-able."""
+
+    def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None):
+        self.config = config
+        self.env = env
+        self.env_params = env_params
+        self.gate = gate
+        space = env.action_space(env_params)
+        self.discrete = hasattr(space, "n")
+        action_dim = int(space.n) if self.discrete else int(space.shape[0])
+        self.network = ActorCritic(action_dim, self.discrete, tuple(config.hidden), config.activation,
+                                   config.init_log_std)
+        self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+        self.obs_shape = env.observation_space(env_params).shape
+        self.has_mask = hasattr(env, "action_mask")
+        self.log_keys = tuple(getattr(env, "log_keys", ()))
+
+    # ---- pieces ---------------------------------------------------------------------------------------------
+    def action_mask(self, env_state):
+        if not self.has_mask:
+            return None
+        return jax.vmap(self.env.action_mask, in_axes=(0, None))(env_state, self.env_params)
+
+    def deterministic_policy(self, params):
+        def act(obs, state):
+            head, _ = self.network.apply(params, obs)
+            mask = self.env.action_mask(state, self.env_params) if self.has_mask else None
+            return policy_mode(head, self.discrete, mask)
+
+        return act
+
+    def init(self, key) -> Runner:
+        key, net_key, env_key = jax.random.split(key, 3)
+        params = self.network.init(net_key, jnp.zeros(self.obs_shape, jnp.float32))
+        env_keys = jax.random.split(env_key, self.config.num_envs)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(env_keys, self.env_params)
+        return Runner(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            episode_return=jnp.zeros((self.config.num_envs,), jnp.float32),
+            last_return=jnp.full((self.config.num_envs,), jnp.nan, jnp.float32),
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def _rollout(self, runner: Runner):
+        cfg = self.config
+
+        def env_step(carry, _):
+            env_state, obs, key, episode_return, last_return = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            head, value = self.network.apply(runner.params, obs)
+            mask = self.action_mask(env_state)
+            action = policy_sample(act_key, head, self.discrete, mask)
+            log_prob = policy_log_prob(head, action, self.discrete, mask)
+            step_keys = jax.random.split(step_key, cfg.num_envs)
+            next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
+                self.env.step, in_axes=(0, 0, 0, None)
+            )(step_keys, env_state, action, self.env_params)
+            _, final_value = self.network.apply(runner.params, info["final_observation"])
+            done = jnp.logical_or(terminated, truncated)
+            reward = reward.astype(jnp.float32)
+            episode_return = episode_return + reward
+            logs = {k: info[k].astype(jnp.float32) for k in self.log_keys}
+            last_return = jnp.where(done, episode_return, last_return)
+            episode_return = jnp.where(done, 0.0, episode_return)
+            transition = Transition(
+                obs, action, log_prob, value, reward, terminated.astype(jnp.float32), done.astype(jnp.float32),
+                final_value * (1.0 - terminated.astype(jnp.float32)), mask, logs,
+            )
+            return (env_state, next_obs, key, episode_return, last_return), transition
+
+        carry = (runner.env_state, runner.obs, runner.key, runner.episode_return, runner.last_return)
+        carry, traj = jax.lax.scan(env_step, carry, None, length=cfg.num_steps)
+        return carry, traj
+
+    def _advantages(self, traj: Transition):
+        cfg = self.config
+
+        def backward(gae, t):
+            delta = t.reward + cfg.gamma * t.bootstrap_value - t.value
+            gae = delta + cfg.gamma * cfg.gae_lambda * (1.0 - t.done) * gae
+            return gae, gae
+
+        _, advantages = jax.lax.scan(backward, jnp.zeros_like(traj.value[0]), traj, reverse=True)
+        return advantages, advantages + traj.value
+
+    def _loss(self, params, batch, ent_coef):
+        cfg = self.config
+        traj, advantages, targets = batch
+        head, value = self.network.apply(params, traj.obs)
+        log_prob = policy_log_prob(head, traj.action, self.discrete, traj.mask)
+        log_ratio = log_prob - traj.log_prob
+        ratio = jnp.exp(log_ratio)
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
+        value_loss = (value - targets) ** 2
+        if cfg.vf_clip_eps is not None:
+            clipped = traj.value + jnp.clip(value - traj.value, -cfg.vf_clip_eps, cfg.vf_clip_eps)
+            value_loss = jnp.maximum(value_loss, (clipped - targets) ** 2)
+        value_loss = 0.5 * value_loss.mean()
+        entropy = policy_entropy(head, self.discrete, traj.mask).mean()
+        total = policy_loss + cfg.vf_coef * value_loss - ent_coef * entropy
+        stats = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+            "clip_fraction": (jnp.abs(ratio - 1.0) > cfg.clip_eps).mean(),
+        }
+        return total, stats
+
+    def update(self, runner: Runner):
+        """One PPO update: rollout, GAE, epochs x minibatches with KL early stop. Returns (runner, summary)."""
+        cfg = self.config
+        (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner)
+        advantages, targets = self._advantages(traj)
+        progress = runner.update.astype(jnp.float32) / cfg.num_updates
+        lr = cfg.lr * (1.0 - progress) if cfg.anneal_lr else jnp.asarray(cfg.lr, jnp.float32)
+        ent_coef = cfg.ent_coef + (cfg.ent_coef_final - cfg.ent_coef) * progress
+
+        flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), (traj, advantages, targets))
+        target_kl = jnp.inf if cfg.target_kl is None else cfg.target_kl
+
+        def minibatch_step(carry, batch):
+            params, opt_state, stopped = carry
+            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef)
+            # KL early stop in the graph: once a minibatch's KL exceeds the target, no further step this update.
+            stopped = jnp.logical_or(stopped, stats["approx_kl"] > target_kl)
+            updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, old)  # noqa: E731
+            stats["applied"] = 1.0 - stopped.astype(jnp.float32)
+            return (keep(new_params, params), keep(new_opt_state, opt_state), stopped), stats
+
+        def epoch_step(carry, epoch_key):
+            order = jax.random.permutation(epoch_key, cfg.batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[order].reshape((cfg.num_minibatches, -1) + x.shape[1:]), flat
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        key, epoch_key = jax.random.split(key)
+        carry = (runner.params, runner.opt_state, jnp.zeros((), bool))
+        (params, opt_state, stopped), stats = jax.lax.scan(
+            epoch_step, carry, jax.random.split(epoch_key, cfg.update_epochs)
+        )
+        episodes = traj.done.sum()
+        summary = {name: value.mean() for name, value in stats.items() if name != "applied"}
+        summary.update({
+            "minibatches_applied": stats["applied"].sum(),
+            "kl_stopped": stopped.astype(jnp.float32),
+            "learning_rate": lr,
+            "ent_coef": ent_coef,
+            "reward_mean": traj.reward.mean(),
+            "episodes": episodes,
+            # mean over envs of each one's latest finished episode (NaN until any episode has finished)
+            "episode_return": jnp.nanmean(last_return),
+            "explained_variance": 1.0 - jnp.var(targets - traj.value) / (jnp.var(targets) + 1e-8),
+        })
+        summary.update({name: traj.logs[name].mean() for name in self.log_keys})
+        runner = Runner(params, opt_state, env_state, obs, key, episode_return, last_return, runner.update + 1)
+        return runner, summary
+
+    def run_updates(self, runner: Runner, num_updates: int):
+        """`num_updates` (static) updates in one scan; per-update summaries stacked along axis 0."""
+        return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
+
+    def evaluate_gate(self, params):
+        return evaluate(self.env, self.env_params, self.deterministic_policy(params), self.gate)
+
+    def train(self, key):
+        runner = self.init(key)
+        runner, metrics = self.run_updates(runner, self.config.num_updates)
+        result = {"params": runner.params, "metrics": metrics}
+        if self.gate is not None:
+            result["gate"] = self.evaluate_gate(runner.params)
+        return result
+
+
+def make_train(config: PPOConfig, env, env_params, gate: GateSetup | None = None):
+    """The pure `train(key)` of one PPO run: jit it, or vmap it over keys for several seeds in one compile."""
+    return PPO(config, env, env_params, gate).train

@@ -1,0 +1,44 @@
+"""The gate report of GATE_SPEC.md, assembled on the host from the in-graph metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from jaxrl.data import MarketData
+from jaxrl.gate.backtest import GateSetup, Window
+from jaxrl.metrics import METRIC_NAMES
+
+
+def gate_setup(market: MarketData, rolling_window: int = 30) -> GateSetup:
+    split = market.split
+    return GateSetup(Window(split.gate_start, split.gate_length), market.periods_per_year, rolling_window)
+
+
+def validation_setup(market: MarketData, rolling_window: int = 30) -> GateSetup:
+    split = market.split
+    return GateSetup(Window(split.val_start, split.val_length), market.periods_per_year, rolling_window)
+
+
+def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup, *, threshold: float,
+                years: float, exec_lag: int, cost_bps: float) -> dict[str, Any]:
+    """Every metric of the spec plus the pass rule and the facts that make the number reproducible."""
+    window = setup.window
+    report: dict[str, Any] = {name: float(np.asarray(metrics[name])) for name in METRIC_NAMES}
+    report.update({
+        "passed": bool(report["rolling_sharpe_mean"] >= threshold),
+        "threshold": float(threshold),
+        "window": int(setup.rolling_window),
+        "periods_per_year": int(setup.periods_per_year),
+        "years": float(years),
+        "exec_lag": int(exec_lag),
+        "cost_bps": float(cost_bps),
+        # Returns s_1..s_N are those of bars start + 1 .. start + N.
+        "start": market.date(window.start + 1),
+        "end": market.date(window.start + window.length),
+        "n_returns": int(window.length),
+        "symbol": market.symbol,
+        "data_sha256": market.sha256,
+    })
+    return report
