@@ -114,8 +114,10 @@ class PositionEnv(environment.Environment):
 
     def target_exposure(self, action, params: PositionParams):
         if self.action_grid is not None:
-            return jnp.asarray(self.action_grid, jnp.float32)[jnp.asarray(action, jnp.int32).reshape(())]
-        return jnp.clip(jnp.asarray(action, jnp.float32).reshape(()), -params.max_leverage, params.max_leverage)
+            target = jnp.asarray(self.action_grid, jnp.float32)[jnp.asarray(action, jnp.int32).reshape(())]
+        else:
+            target = jnp.asarray(action, jnp.float32).reshape(())
+        return jnp.clip(target, -params.max_leverage, params.max_leverage)
 
     def realize(self, target, previous, params: PositionParams):
         """Target deadband (small targets become flat), then rebalance deadband (small changes keep the book)."""

@@ -1,0 +1,144 @@
+"""The `position` environment as plain per-step Python in float64: one environment, no JAX, no vectorisation.
+
+Same semantics as `jaxrl.envs.position.PositionEnv` (written independently of it): the parity reference for tests and
+the single-environment speed baseline for the benchmark.
+
+At the close of decision bar t the agent sees the features of bars t - W + 1 .. t plus [e_{t-1}, 1 - equity / peak]
+and sends an action. The target exposure is the continuous action (or the grid value of a discrete action), clipped
+to max_leverage, a target below `target_deadband` in size becomes flat, and a change smaller than `rebalance_deadband`
+keeps the previous exposure: that is the realised exposure e_t. The step earns bar t + 1's return with the gate's
+accounting, `s = e_{t-L} * r_{t+1} - k * |e_{t-L} - e_{t-L-1}|`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INFO_KEYS = (
+    "reward/pnl",
+    "reward/cost",
+    "reward/drawdown_penalty",
+    "reward/downside_penalty",
+    "reward/flat_penalty",
+    "strategy_return",
+    "realized_exposure",
+)
+
+
+class NumpyPositionEnv:
+    """One `position` environment stepped in Python; `step` never resets (call `reset` yourself)."""
+
+    def __init__(self, returns: np.ndarray, features: np.ndarray, *, window: int = 32, exec_lag: int = 0,
+                 action_grid=None, episode_len=252, cost_bps=5.0, max_leverage=1.0, target_deadband=0.05,
+                 rebalance_deadband=0.02, reward_scale=100.0, drawdown_coef=0.1, downside_coef=0.0,
+                 flat_penalty_scale=0.02, flat_penalty_threshold=0.001, liquidation_equity=0.5):
+        self.returns = np.asarray(returns, dtype=np.float64)
+        self.features = np.asarray(features, dtype=np.float64)
+        if self.returns.ndim != 1 or self.features.ndim != 2 or self.features.shape[0] != self.returns.shape[0]:
+            raise ValueError(
+                f"need returns (T,) and features (T, F); got {self.returns.shape} and {self.features.shape}"
+            )
+        if exec_lag < 0:
+            raise ValueError(f"exec_lag must be >= 0, got {exec_lag}")
+        self.window = int(window)
+        self.exec_lag = int(exec_lag)
+        self.action_grid = None if action_grid is None else [float(a) for a in action_grid]
+        self.episode_len = int(episode_len)
+        self.cost_rate = float(cost_bps) * 1e-4
+        self.max_leverage = float(max_leverage)
+        self.target_deadband = float(target_deadband)
+        self.rebalance_deadband = float(rebalance_deadband)
+        self.reward_scale = float(reward_scale)
+        self.drawdown_coef = float(drawdown_coef)
+        self.downside_coef = float(downside_coef)
+        self.flat_penalty_scale = float(flat_penalty_scale)
+        self.flat_penalty_threshold = float(flat_penalty_threshold)
+        self.liquidation_equity = float(liquidation_equity)
+        self.num_bars = int(self.returns.shape[0])
+        self.num_features = int(self.features.shape[1])
+        self.bar = None
+
+    @property
+    def observation_size(self) -> int:
+        return self.window * self.num_features + 2
+
+    # ---- episode ------------------------------------------------------------------------------------------
+    def reset(self, start_bar: int) -> np.ndarray:
+        start_bar = int(start_bar)
+        if start_bar < self.window - 1 or start_bar >= self.num_bars - 1:
+            raise ValueError(
+                f"start bar {start_bar} needs {self.window} bars of features before it and one bar after it "
+                f"(valid: {self.window - 1}..{self.num_bars - 2})"
+            )
+        self.bar = start_bar
+        self.time = 0
+        # decisions[-1] is e_{t-1}; decisions[-1 - L] is the exposure in force over the next return.
+        self.decisions = [0.0] * (self.exec_lag + 2)
+        self.equity = 1.0
+        self.peak = 1.0
+        return self.observation()
+
+    def observation(self) -> np.ndarray:
+        t = self.bar
+        rows = self.features[t - self.window + 1 : t + 1]
+        book = [self.decisions[-1], 1.0 - self.equity / self.peak]
+        return np.concatenate([rows.reshape(-1), np.asarray(book, dtype=np.float64)])
+
+    # ---- one bar ------------------------------------------------------------------------------------------
+    def target(self, action) -> float:
+        value = np.asarray(action).reshape(())
+        value = self.action_grid[int(value)] if self.action_grid is not None else float(value)
+        return min(max(value, -self.max_leverage), self.max_leverage)
+
+    def realize(self, target: float, previous: float) -> float:
+        if abs(target) < self.target_deadband:
+            target = 0.0
+        if abs(target - previous) < self.rebalance_deadband:
+            return previous
+        return target
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.bar is None:
+            raise RuntimeError("call reset(start_bar) before step")
+        if self.bar + 1 >= self.num_bars:
+            raise IndexError(f"decision bar {self.bar} has no next bar to earn (series has {self.num_bars} bars)")
+
+        exposure = self.realize(self.target(action), self.decisions[-1])
+        self.decisions = self.decisions[1:] + [exposure]
+        effective = self.decisions[-1 - self.exec_lag]
+        previous_effective = self.decisions[-2 - self.exec_lag]
+        asset_return = float(self.returns[self.bar + 1])
+        gross = effective * asset_return
+        cost = self.cost_rate * abs(effective - previous_effective)
+        strategy_return = gross - cost
+
+        drawdown_before = 1.0 - self.equity / self.peak
+        self.equity = self.equity * (1.0 + strategy_return)
+        self.peak = max(self.peak, self.equity)
+        drawdown_after = 1.0 - self.equity / self.peak
+
+        pnl = gross
+        cost_term = -cost
+        drawdown_penalty = -self.drawdown_coef * max(drawdown_after - drawdown_before, 0.0)
+        downside_penalty = -self.downside_coef * abs(min(strategy_return, 0.0))
+        flat_penalty = (
+            -self.flat_penalty_scale
+            * max(abs(asset_return) - self.flat_penalty_threshold, 0.0)
+            * max(1.0 - abs(effective), 0.0)
+        )
+        reward = self.reward_scale * (pnl + cost_term + drawdown_penalty + downside_penalty + flat_penalty)
+
+        self.bar += 1
+        self.time += 1
+        terminated = self.equity <= self.liquidation_equity
+        truncated = self.time >= self.episode_len
+        info = {
+            "reward/pnl": self.reward_scale * pnl,
+            "reward/cost": self.reward_scale * cost_term,
+            "reward/drawdown_penalty": self.reward_scale * drawdown_penalty,
+            "reward/downside_penalty": self.reward_scale * downside_penalty,
+            "reward/flat_penalty": self.reward_scale * flat_penalty,
+            "strategy_return": strategy_return,
+            "realized_exposure": exposure,
+        }
+        return self.observation(), float(reward), bool(terminated), bool(truncated), info
