@@ -1,4 +1,5 @@
-"""Host side of one training run: build from config, run the compiled learner in chunks, write the run directory.
+"""Host side of one training run: build from config, run the compiled learner in chunks, write the run directory,
+record the attempt in the registry.
 
 Pure JAX stays in `jaxrl.agents` / `jaxrl.envs` / `jaxrl.gate`; this module does the I/O between compiled calls.
 """
@@ -6,11 +7,8 @@ Pure JAX stays in `jaxrl.agents` / `jaxrl.envs` / `jaxrl.gate`; this module does
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-import time
 from datetime import datetime, timezone
-from functools import partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
+from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.data import MarketData, load_market
 from jaxrl.envs import is_trading_env, make_env
-from jaxrl.gate.report import gate_report, gate_setup
+from jaxrl.gate.report import gate_report, gate_setup, validation_setup
+from jaxrl.gate.selection import SelectionConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
@@ -61,9 +61,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def network_name(cfg: DictConfig) -> str:
+    network = cfg.get("network")
+    return str(network.get("name", "mlp")) if network is not None else "mlp"
+
+
 @dataclasses.dataclass
 class Experiment:
-    """Everything built from a config: data (trading envs only), environment, gate setup and learner."""
+    """Everything built from a config: data (trading envs only), environment, gate setups and learner."""
 
     cfg: DictConfig
     market: MarketData | None
@@ -79,110 +84,148 @@ class Experiment:
             raise ValueError(f"unknown agent {cfg.agent.name!r}; available: ppo")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
         env, env_params = make_env(env_cfg, market)
-        gate = gate_setup(market, int(cfg.gate.window)) if market is not None else None
-        learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate)
+        selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
+        gate = validation = None
+        if market is not None:
+            gate = gate_setup(market, int(cfg.gate.window))
+            validation = validation_setup(market, int(cfg.gate.window))
+        learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection)
         return cls(cfg, market, env, env_params, learner)
 
 
-def _scalars(tree: dict[str, Any], index: int) -> dict[str, float | None]:
-    """One update's summary as JSON-ready floats; NaN (nothing measured yet) becomes None."""
-    row = {name: float(np.asarray(values)[index]) for name, values in tree.items()}
-    return {name: (value if np.isfinite(value) else None) for name, value in row.items()}
+def training_evidence(metrics_rows: list[dict], period: int, periods_per_year: int | None) -> dict[str, Any]:
+    """What the quality report needs about training itself: Sharpe of training episodes, reward-P&L alignment."""
+    evidence: dict[str, Any] = {}
+    if not metrics_rows:
+        return evidence
+    returns = [r.get("episode_return") for r in metrics_rows if r.get("episode_return") is not None]
+    evidence["final_episode_return"] = returns[-1] if returns else None
+    tail = metrics_rows[-period:]
+    if periods_per_year and all(r.get("strategy_return_std") is not None for r in tail):
+        means = np.array([r["strategy_return"] for r in tail])
+        variances = np.array([r["strategy_return_std"] ** 2 for r in tail])
+        pooled_std = float(np.sqrt(variances.mean() + means.var()))
+        evidence["train_sharpe"] = float(means.mean() / pooled_std * np.sqrt(periods_per_year)) if pooled_std > 0 else 0.0
+        reward = np.array([r["reward_mean"] for r in metrics_rows])
+        pnl = np.array([r["strategy_return"] for r in metrics_rows])
+        if reward.std() > 0 and pnl.std() > 0 and len(reward) > 2:
+            evidence["reward_pnl_correlation"] = float(np.corrcoef(reward, pnl)[0, 1])
+    return evidence
 
 
-def train_in_chunks(learner: PPO, seed: int, chunk_updates: int, on_chunk=None):
-    """Run all updates, `chunk_updates` per compiled call. Same result as `learner.train(key)` for any chunk size."""
-    total = learner.config.num_updates
-    chunk_updates = max(1, min(int(chunk_updates) if chunk_updates else total, total))
-    start = time.perf_counter()
-    runner = jax.jit(learner.init)(jax.random.PRNGKey(seed))
-    compiled = {}
-    timings = {"compile_s": 0.0, "run_s": 0.0}
-    done = 0
-    while done < total:
-        size = min(chunk_updates, total - done)
-        if size not in compiled:
-            t0 = time.perf_counter()
-            compiled[size] = jax.jit(partial(learner.run_updates, num_updates=size)).lower(runner).compile()
-            timings["compile_s"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        runner, metrics = compiled[size](runner)
-        jax.block_until_ready(runner)
-        timings["run_s"] += time.perf_counter() - t0
-        if on_chunk is not None:
-            on_chunk(done, size, metrics, timings)
-        done += size
-    timings["total_s"] = time.perf_counter() - start
-    return runner, timings
+def _history_lists(rows: list[dict]) -> dict[str, list]:
+    return {name: [row.get(name) for row in rows] for name in (rows[0] if rows else {})}
 
 
 def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
-    """Train, gate and write the run directory. Returns {'gate': report or None, 'final': last summary, ...}."""
+    """Train, gate, write the run directory and record the attempt. Returns a dict with `gate`, `record`, ..."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    resume = bool(cfg.run.get("resume", False))
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    saved = out_dir / "config.yaml"
+    if resume and saved.exists() and _without_run(saved.read_text()) != _without_run(config_text):
+        raise ValueError(f"{saved}: resuming needs the same config as the interrupted run (only run.* may differ)")
+    saved.write_text(config_text)
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
+    period = learner.selection.eval_every
     steps_per_update = learner.config.batch_size
-    total_updates = learner.config.num_updates
     say = print if verbose else (lambda *a, **k: None)
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
-        f"{total_updates} updates x {steps_per_update} env steps on {jax.devices()[0].platform}")
+        f"{learner.num_updates} updates x {steps_per_update} env steps, validation every {period} updates, "
+        f"on {jax.devices()[0].platform}")
 
-    metrics_path = out_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    last: dict[str, float] = {}
+    def on_chunk(done, total, metrics, history, state, timings):
+        rate = (done - timings["resumed_from_period"]) * period * steps_per_update / max(timings["run_s"], 1e-9)
+        eta = (total - done) * period * steps_per_update / max(rate, 1e-9)
+        line = f"  [{done * period:>5}/{total * period}] {done * period * steps_per_update:>11,d} steps  " \
+               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  reward {float(metrics['reward_mean'][-1]):+.4f}"
+        if history:
+            selection = state["selection"]
+            line += f"  val {float(history[learner.selection.metric][-1]):+.3f}  best " \
+                    f"{float(selection.best_score):+.3f}@{int(selection.best_update)}"
+            if bool(selection.stopped):
+                line += "  FLAT EARLY STOP"
+        say(line, flush=True)
 
-    def on_chunk(done, size, metrics, timings):
-        nonlocal last
-        with open(metrics_path, "a") as handle:
-            for i in range(size):
-                row = {"update": done + i + 1, "env_steps": (done + i + 1) * steps_per_update}
-                row.update(_scalars(metrics, i))
-                handle.write(json.dumps(row) + "\n")
-        last = _scalars(metrics, size - 1)
-        finished = done + size
-        rate = finished * steps_per_update / max(timings["run_s"], 1e-9)
-        eta = (total_updates - finished) * steps_per_update / max(rate, 1e-9)
-        say(f"  [{finished:>5}/{total_updates}] {finished * steps_per_update:>11,d} steps  {rate:>10,.0f} steps/s  "
-            f"eta {eta:5.0f}s  episode_return {_fmt(last['episode_return'])}  reward {_fmt(last['reward_mean'])}",
-            flush=True)
-
-    runner, timings = train_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, on_chunk)
-    result: dict[str, Any] = {"final": last, "timings": timings, "gate": None, "out_dir": str(out_dir)}
+    state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
+                                   on_chunk=on_chunk)
+    params = learner.chosen_params(state)
+    metrics_rows = read_jsonl(out_dir / METRICS_FILE)
+    evaluations = read_jsonl(out_dir / EVALUATIONS_FILE)
+    result: dict[str, Any] = {"timings": timings, "gate": None, "out_dir": str(out_dir), "record": None,
+                              "final": metrics_rows[-1] if metrics_rows else {}}
+    record = {
+        "kind": "training",
+        "created": datetime.now(timezone.utc).isoformat(),
+        "symbol": market.symbol if market else None,
+        "env": str(cfg.env.name),
+        "agent": str(cfg.agent.name),
+        "network": network_name(cfg),
+        "seed": int(cfg.seed),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data_path": market.path if market else None,
+        "data_sha256": market.sha256 if market else None,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "training": training_evidence(metrics_rows, period, market.periods_per_year if market else None),
+    }
 
     if market is not None:
-        evaluated = jax.jit(learner.evaluate_gate)(runner.params)
+        selection = state["selection"]
+        evaluated = jax.jit(learner.evaluate_gate)(params)
         report = gate_report(
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
             exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
         )
-        report.update({"env": cfg.env.name, "agent": cfg.agent.name, "seed": int(cfg.seed)})
-        write_json_atomic(out_dir / "gate.json", report)
-        np.savez(out_dir / "gate_series.npz", exposures=np.asarray(evaluated["exposures"]),
-                 strategy_returns=np.asarray(evaluated["returns"]),
-                 dates=market.dates[learner.gate.window.start + 1: learner.gate.window.start + 1
-                                    + learner.gate.window.length].astype(str))
-        result["gate"] = report
-
-    if cfg.run.save_checkpoint:
-        meta = {
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "symbol": market.symbol if market else None,
-            "data_path": market.path if market else None,
-            "data_sha256": market.sha256 if market else None,
-            "seed": int(cfg.seed),
-            "git_commit": git_commit(),
-            "packages": package_versions(),
-            "created": datetime.now(timezone.utc).isoformat(),
-            "gate": result["gate"],
+        report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": int(cfg.seed),
+                       "optimistic": learner.selection.optimistic})
+        if learner.selection.optimistic:
+            report["warning"] = ("OPTIMISTIC: checkpoints were selected on the gate window itself "
+                                 "(selection.window=gate); this gate value overstates out-of-sample performance")
+        best_update = int(selection.best_update)
+        record["selection"] = {
+            **dataclasses.asdict(learner.selection),
+            "optimistic": learner.selection.optimistic,
+            "best_update": best_update,
+            "best_score": float(selection.best_score) if best_update >= 0 else None,
+            "evals": len(evaluations),
+            "stopped": bool(selection.stopped),
+            "stop_update": int(selection.stop_update) if bool(selection.stopped) else None,
+            "stop_reason": (f"policy flat (flat ratio > {learner.selection.flat_stop_ratio}) in "
+                            f"{learner.selection.flat_stop_evals} consecutive evaluations")
+            if bool(selection.stopped) else None,
+            "chosen": "best_validation" if best_update >= 0 else "final (no selectable evaluation)",
         }
-        save_model(out_dir / "checkpoint", runner.params, meta)
+        record["validation"] = next((row for row in evaluations if row.get("update") == best_update), None)
+        record["history"] = _history_lists(evaluations)
+        record["gate"] = report
+        write_json_atomic(out_dir / "gate.json", report)
+        gate_dates = market.dates[learner.gate.window.start + 1: learner.gate.window.start + 1
+                                  + learner.gate.window.length]
+        np.savez(out_dir / "gate_series.npz", exposures=np.asarray(evaluated["exposures"]),
+                 strategy_returns=np.asarray(evaluated["returns"]), dates=gate_dates.astype(str))
+        result["gate"] = report
+        result["series"] = {"dates": gate_dates, "exposures": np.asarray(evaluated["exposures"]),
+                            "strategy_returns": np.asarray(evaluated["returns"])}
 
+    if cfg.run.save_checkpoint and not (out_dir / "checkpoint").exists():
+        save_model(out_dir / "checkpoint", params, record)
+    result["record"] = record
+    from jaxrl.reports.pipeline import after_attempt  # reports import matplotlib: only when a run finishes
+
+    after_attempt(cfg, experiment, result, params, say)
     summary = summarise(cfg, result)
     (out_dir / "summary.txt").write_text(summary + "\n")
     say(summary)
     return result
+
+
+def _without_run(config_text: str) -> dict:
+    config = OmegaConf.to_container(OmegaConf.create(config_text))
+    config.pop("run", None)
+    return config
 
 
 def _fmt(value: float | None) -> str:
@@ -191,6 +234,7 @@ def _fmt(value: float | None) -> str:
 
 def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     timings = result["timings"]
+    record = result["record"] or {}
     lines = [
         f"run dir     {result['out_dir']}",
         f"time        compile {timings['compile_s']:.1f}s, run {timings['run_s']:.1f}s",
@@ -199,16 +243,28 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     gate = result["gate"]
     if gate is None:
         lines.append("gate        none (not a trading environment)")
-    else:
-        verdict = "PASSED" if gate["passed"] else "failed"
-        lines += [
-            f"gate        {verdict}: rolling_sharpe_mean {gate['rolling_sharpe_mean']:+.3f} vs threshold "
-            f"{gate['threshold']:.2f} on {gate['symbol']} {gate['start']}..{gate['end']} ({gate['n_returns']} returns)",
-            f"            sharpe {gate['sharpe']:+.2f}  total_return {gate['total_return']:+.2%}  "
-            f"max_drawdown {gate['max_drawdown']:.2%}",
-            f"exposure    avg |e| {gate['avg_abs_realized_exposure']:.3f}  flat ratio "
-            f"{gate['flat_realized_exposure_ratio']:.1%}  mean turnover {gate['mean_turnover']:.4f}",
-        ]
-        if gate["flat_realized_exposure_ratio"] > 0.95:
-            lines.append("warning     the policy is flat almost all the time: flat-policy collapse")
+        return "\n".join(lines)
+    selection = record.get("selection", {})
+    verdict = "PASSED" if gate["passed"] else "failed"
+    lines += [
+        f"selection   {selection.get('chosen')} at update {selection.get('best_update')} "
+        f"(validation {selection.get('metric')} {_fmt(selection.get('best_score'))}, {selection.get('evals')} evals)",
+        f"gate        {verdict}: rolling_sharpe_mean {gate['rolling_sharpe_mean']:+.3f} vs threshold "
+        f"{gate['threshold']:.2f} on {gate['symbol']} {gate['start']}..{gate['end']} ({gate['n_returns']} returns)",
+        f"            sharpe {gate['sharpe']:+.2f}  total_return {gate['total_return']:+.2%}  "
+        f"max_drawdown {gate['max_drawdown']:.2%}",
+        f"exposure    avg |e| {gate['avg_abs_realized_exposure']:.3f}  flat ratio "
+        f"{gate['flat_realized_exposure_ratio']:.1%}  mean turnover {gate['mean_turnover']:.4f}",
+    ]
+    if selection.get("stopped"):
+        lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
+    if gate.get("optimistic"):
+        lines.append(f"WARNING     {gate['warning']}")
+    quality = record.get("quality")
+    if quality:
+        lines.append(f"quality     {quality['label']}: {quality['next_action']}")
+    if record.get("candidate_id"):
+        lines.append(f"registry    candidate {record['candidate_id']}")
+    elif record.get("attempt_id"):
+        lines.append(f"registry    attempt {record['attempt_id']} recorded (no candidate)")
     return "\n".join(lines)

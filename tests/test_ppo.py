@@ -54,7 +54,7 @@ def test_ppo_solves_cartpole(cartpole_run):
 def test_metrics_are_per_update_summaries(cartpole_run):
     ppo, out = cartpole_run
     for name, values in out["metrics"].items():
-        assert values.shape == (CARTPOLE.num_updates,), name
+        assert values.shape == (ppo.num_updates,), name
     applied = np.asarray(out["metrics"]["minibatches_applied"])
     assert np.all(applied == CARTPOLE.update_epochs * CARTPOLE.num_minibatches)  # no KL stop configured
 

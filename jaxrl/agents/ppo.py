@@ -1,9 +1,10 @@
-"""PPO compiled end to end: `make_train(config, env, env_params, gate) -> train(key)`.
+"""PPO compiled end to end: `make_train(config, env, env_params, gate, validation) -> train(key)`.
 
 Rollouts, GAE, epochs and minibatches are all `lax.scan`s inside one jitted function; `jax.vmap(train)(keys)`
 trains several seeds in one compile. Metrics are reduced to a handful of scalars per update, so memory does not
-grow with the number of environment steps. If a gate setup is given, the deterministic policy is backtested on
-the real gate window at the end, inside the same graph.
+grow with the number of environment steps. With a validation window, every `eval_every` updates the
+deterministic policy is backtested on it and the best parameters are kept (`jaxrl.gate.selection`); with a gate
+window, the selected parameters are backtested on it at the end, inside the same graph.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flax import struct
 
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
 from jaxrl.gate.backtest import GateSetup, evaluate
+from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +98,18 @@ class Transition(NamedTuple):
 class PPO:
     """Holds the static pieces; every method is pure and jit-able."""
 
-    def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None):
+    def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None,
+                 validation: GateSetup | None = None, selection: SelectionConfig | None = None):
         self.config = config
         self.env = env
         self.env_params = env_params
         self.gate = gate
+        self.selection = selection or SelectionConfig()
+        # Where checkpoints are chosen: the validation window, or the gate window only when asked explicitly.
+        self.selection_setup = gate if self.selection.optimistic else validation
+        period = self.selection.eval_every
+        self.num_periods = -(-config.num_updates // period)
+        self.num_updates = self.num_periods * period  # whole evaluation periods
         space = env.action_space(env_params)
         self.discrete = hasattr(space, "n")
         action_dim = int(space.n) if self.discrete else int(space.shape[0])
@@ -213,7 +222,7 @@ class PPO:
         cfg = self.config
         (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner)
         advantages, targets = self._advantages(traj)
-        progress = runner.update.astype(jnp.float32) / cfg.num_updates
+        progress = runner.update.astype(jnp.float32) / self.num_updates
         lr = cfg.lr * (1.0 - progress) if cfg.anneal_lr else jnp.asarray(cfg.lr, jnp.float32)
         ent_coef = cfg.ent_coef + (cfg.ent_coef_final - cfg.ent_coef) * progress
 
@@ -257,6 +266,8 @@ class PPO:
             "explained_variance": 1.0 - jnp.var(targets - traj.value) / (jnp.var(targets) + 1e-8),
         })
         summary.update({name: traj.logs[name].mean() for name in self.log_keys})
+        if "strategy_return" in traj.logs:  # with the mean, gives the Sharpe of training episodes
+            summary["strategy_return_std"] = traj.logs["strategy_return"].std()
         runner = Runner(params, opt_state, env_state, obs, key, episode_return, last_return, runner.update + 1)
         return runner, summary
 
@@ -264,18 +275,57 @@ class PPO:
         """`num_updates` (static) updates in one scan; per-update summaries stacked along axis 0."""
         return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
 
+    # ---- evaluation periods: K updates, then a validation backtest that updates the selection -----------------
+    def init_state(self, key):
+        runner = self.init(key)
+        selection = init_selection(runner.params) if self.selection_setup is not None else None
+        return {"runner": runner, "selection": selection}
+
+    def run_periods(self, state, num_periods: int):
+        """`num_periods` (static) evaluation periods. Returns (state, per-update metrics, per-evaluation history)."""
+        period = self.selection.eval_every
+
+        def one_period(state, _):
+            runner, selection = state["runner"], state["selection"]
+            new_runner, metrics = self.run_updates(runner, period)
+            if selection is None:
+                return {"runner": new_runner, "selection": None}, (metrics, {})
+            # After a flat early stop the learner is frozen: nothing it computes is kept.
+            runner = jax.tree.map(lambda old, new: jnp.where(selection.stopped, old, new), runner, new_runner)
+            metrics["frozen"] = jnp.broadcast_to(selection.stopped.astype(jnp.float32), (period,))
+            selection, row = evaluate_and_select(
+                self.env, self.env_params, self.deterministic_policy(runner.params), self.selection_setup,
+                selection, runner.params, runner.update, self.selection,
+            )
+            return {"runner": runner, "selection": selection}, (metrics, row)
+
+        state, (metrics, history) = jax.lax.scan(one_period, state, None, length=num_periods)
+        metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+        return state, metrics, history
+
+    def chosen_params(self, state):
+        """The selected parameters, or the final ones when no evaluation was selectable (all flat) or none ran."""
+        runner, selection = state["runner"], state["selection"]
+        if selection is None:
+            return runner.params
+        found = selection.best_update >= 0
+        return jax.tree.map(lambda best, last: jnp.where(found, best, last), selection.best_params, runner.params)
+
     def evaluate_gate(self, params):
         return evaluate(self.env, self.env_params, self.deterministic_policy(params), self.gate)
 
     def train(self, key):
-        runner = self.init(key)
-        runner, metrics = self.run_updates(runner, self.config.num_updates)
-        result = {"params": runner.params, "metrics": metrics}
+        state = self.init_state(key)
+        state, metrics, history = self.run_periods(state, self.num_periods)
+        params = self.chosen_params(state)
+        result = {"params": params, "final_params": state["runner"].params, "metrics": metrics,
+                  "history": history, "selection": state["selection"]}
         if self.gate is not None:
-            result["gate"] = self.evaluate_gate(runner.params)
+            result["gate"] = self.evaluate_gate(params)
         return result
 
 
-def make_train(config: PPOConfig, env, env_params, gate: GateSetup | None = None):
+def make_train(config: PPOConfig, env, env_params, gate: GateSetup | None = None,
+               validation: GateSetup | None = None, selection: SelectionConfig | None = None):
     """The pure `train(key)` of one PPO run: jit it, or vmap it over keys for several seeds in one compile."""
-    return PPO(config, env, env_params, gate).train
+    return PPO(config, env, env_params, gate, validation, selection).train

@@ -1,0 +1,136 @@
+"""Run a compiled learner in chunks of evaluation periods, with progress, logs and resumable checkpoints.
+
+The unit of work is one evaluation period (K updates + one validation backtest). Between chunks Python appends
+`metrics.jsonl` (one row per update) and `evaluations.jsonl` (one row per evaluation), prints progress and saves
+the whole learner state (parameters, optimiser, environments, keys, selection) so that a killed run resumes
+and ends exactly as an uninterrupted one would. The chunk size never changes the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+import jaxrl.checkpoint  # noqa: F401  (quiets orbax's INFO logging)
+
+STATE_DIR = "resume"
+PROGRESS_FILE = "progress.json"
+METRICS_FILE = "metrics.jsonl"
+EVALUATIONS_FILE = "evaluations.jsonl"
+
+
+def json_scalars(tree: dict[str, Any], index: int) -> dict[str, float | None]:
+    """Row `index` of a dict of arrays as JSON-ready floats; NaN (nothing measured yet) becomes None."""
+    row = {name: float(np.asarray(values)[index]) for name, values in tree.items()}
+    return {name: (value if np.isfinite(value) else None) for name, value in row.items()}
+
+
+def _truncate_jsonl(path: Path, rows: int) -> None:
+    """Keep the first `rows` lines: rows logged after the last saved state are replayed on resume."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)[:rows]
+    path.write_text("".join(lines))
+
+
+def _save_state(out_dir: Path, state: Any, periods_done: int) -> None:
+    final = out_dir / STATE_DIR
+    tmp = out_dir / f".{STATE_DIR}.tmp-{uuid.uuid4().hex}"
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp / "state", state)
+    checkpointer.wait_until_finished()
+    (tmp / PROGRESS_FILE).write_text(json.dumps({"periods_done": periods_done}))
+    old = out_dir / f".{STATE_DIR}.old-{uuid.uuid4().hex}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_state(out_dir: Path, abstract_state: Any) -> tuple[Any, int] | None:
+    final = out_dir / STATE_DIR
+    if not (final / PROGRESS_FILE).exists():
+        return None
+    state = ocp.StandardCheckpointer().restore(final / "state", abstract_state)
+    return state, json.loads((final / PROGRESS_FILE).read_text())["periods_done"]
+
+
+def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | None = None, *,
+                  resume: bool = False, on_chunk: Callable | None = None):
+    """Run every evaluation period of `learner`, `chunk_updates` updates (rounded to whole periods) per call.
+
+    With `out_dir`, logs rows and saves a resumable state after each chunk; `resume=True` continues from it.
+    Returns (state, timings).
+    """
+    period = learner.selection.eval_every
+    total = learner.num_periods
+    per_call = max(1, min(total, int(chunk_updates or total * period) // period))
+    out = Path(out_dir) if out_dir is not None else None
+    start = time.perf_counter()
+    # Compiled functions live on the learner, so later runs of the same learner (resume, tests) reuse them.
+    compiled: dict[Any, Any] = learner.__dict__.setdefault("_compiled_chunks", {})
+    init = compiled.setdefault("init", jax.jit(learner.init_state))
+    key = jax.random.PRNGKey(seed)
+    state, done = None, 0
+    if resume and out is not None:
+        loaded = _load_state(out, jax.eval_shape(init, key))
+        if loaded is not None:
+            state, done = loaded
+    if state is None:
+        state = init(key)
+        for name in (METRICS_FILE, EVALUATIONS_FILE):
+            if out is not None:
+                (out / name).unlink(missing_ok=True)
+    elif out is not None:
+        _truncate_jsonl(out / METRICS_FILE, done * period)
+        _truncate_jsonl(out / EVALUATIONS_FILE, done if state["selection"] is not None else 0)
+
+    timings = {"compile_s": 0.0, "run_s": 0.0, "resumed_from_period": done}
+    while done < total:
+        size = min(per_call, total - done)
+        if size not in compiled:
+            t0 = time.perf_counter()
+            compiled[size] = jax.jit(partial(learner.run_periods, num_periods=size)).lower(state).compile()
+            timings["compile_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state, metrics, history = compiled[size](state)
+        jax.block_until_ready(state)
+        timings["run_s"] += time.perf_counter() - t0
+        if out is not None:
+            with open(out / METRICS_FILE, "a") as handle:
+                for i in range(size * period):
+                    update = (done * period) + i + 1
+                    row = {"update": update, "env_steps": update * learner.config.batch_size}
+                    handle.write(json.dumps({**row, **json_scalars(metrics, i)}) + "\n")
+            if history:
+                with open(out / EVALUATIONS_FILE, "a") as handle:
+                    for i in range(size):
+                        handle.write(json.dumps(json_scalars(history, i)) + "\n")
+        done += size
+        if on_chunk is not None:
+            on_chunk(done, total, metrics, history, state, timings)
+        if out is not None:
+            _save_state(out, state, done)
+        if state["selection"] is not None and bool(state["selection"].stopped) and done < total:
+            # Flat early stop fired: the remaining periods could not change the parameters any more.
+            timings["stopped_early_at_period"] = done
+            break
+    timings["total_s"] = time.perf_counter() - start
+    return state, timings
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

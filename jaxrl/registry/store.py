@@ -1,0 +1,150 @@
+"""The candidate registry: every attempt is recorded; only gate-passing models become candidates.
+
+Layout under the root (a local directory, or any fsspec URL such as `s3://bucket/jaxrl` when its backend is
+installed):
+
+    attempts/<attempt_id>.json          one record per training attempt or baseline backtest
+    candidates/<attempt_id>/params/     orbax checkpoint of the selected parameters
+    candidates/<attempt_id>/metadata.json
+
+Writes never leave half an entry: locally everything is written under a temporary name and renamed; on a remote
+store the parameters are uploaded first and `metadata.json` last, and an entry without it does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from jaxrl.checkpoint import METADATA_FILE, PARAMS_DIR, load_model, save_model, write_json_atomic
+
+ATTEMPTS = "attempts"
+CANDIDATES = "candidates"
+
+
+def new_attempt_id(symbol: str, env: str, agent: str, network: str, seed: int) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{symbol}-{env}-{agent}-{network}-s{seed}-{uuid.uuid4().hex[:6]}"
+
+
+class Registry:
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.fs, self.path = fsspec.core.url_to_fs(self.root)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        if self.local:
+            self.path = str(Path(self.path).absolute())
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.path.rstrip("/"), *parts])
+
+    # ---- writing ---------------------------------------------------------------------------------------------
+    def record_attempt(self, record: dict[str, Any], params: Any = None) -> dict[str, Any]:
+        """Write the attempt record; if its gate passed (and params are given) also the candidate model.
+
+        Returns the record as written, with `candidate_id` set (None when no candidate was made).
+        """
+        record = dict(record)
+        attempt_id = record.setdefault("attempt_id", str(uuid.uuid4()))
+        gate = record.get("gate") or {}
+        record["candidate_id"] = None
+        if params is not None and gate.get("passed"):
+            self._write_candidate(attempt_id, params, record)
+            record["candidate_id"] = attempt_id
+        self.write_json(self.join(ATTEMPTS, f"{attempt_id}.json"), record)
+        return record
+
+    def write_json(self, target: str, payload: dict[str, Any]) -> None:
+        if self.local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(target, payload)
+            return
+        text = json.dumps(payload, indent=2, default=str)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(tmp, "w") as handle:
+            handle.write(text)
+        self.fs.mv(tmp, target)
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Replace a text file under the root (reports such as the scoreboard) without a half-written state."""
+        target = self.join(relative)
+        if self.local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex}")
+            tmp.write_text(text)
+            tmp.replace(target)
+            return
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(tmp, "w") as handle:
+            handle.write(text)
+        self.fs.mv(tmp, target)
+
+    def read_text(self, relative: str) -> str | None:
+        target = self.join(relative)
+        if not self.fs.exists(target):
+            return None
+        with self.fs.open(target, "r") as handle:
+            return handle.read()
+
+    def _write_candidate(self, candidate_id: str, params: Any, record: dict[str, Any]) -> None:
+        metadata = dict(record, candidate_id=candidate_id)
+        target = self.join(CANDIDATES, candidate_id)
+        if self.local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            save_model(target, params, metadata)
+            return
+        staging = Path(tempfile.mkdtemp(prefix="jaxrl-candidate-"))
+        try:
+            local = save_model(staging / candidate_id, params, metadata)
+            # Parameters first; metadata.json last marks the entry complete.
+            self.fs.put(str(local / PARAMS_DIR), f"{target}/{PARAMS_DIR}", recursive=True)
+            self.fs.put(str(local / METADATA_FILE), f"{target}/{METADATA_FILE}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    def attempts(self) -> list[dict[str, Any]]:
+        folder = self.join(ATTEMPTS)
+        if not self.fs.exists(folder):
+            return []
+        records = []
+        for path in sorted(self.fs.ls(folder, detail=False)):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json") and not name.startswith("."):
+                with self.fs.open(path, "r") as handle:
+                    records.append(json.load(handle))
+        return records
+
+    def candidates(self) -> list[str]:
+        folder = self.join(CANDIDATES)
+        if not self.fs.exists(folder):
+            return []
+        found = []
+        for path in sorted(self.fs.ls(folder, detail=False)):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith(".") and self.fs.exists(f"{path.rstrip('/')}/{METADATA_FILE}"):
+                found.append(name)
+        return found
+
+    def load_candidate(self, candidate_id: str) -> tuple[Any, dict[str, Any]]:
+        if candidate_id not in self.candidates():
+            raise KeyError(f"{self.root}: no candidate {candidate_id!r}; candidates: {self.candidates()}")
+        target = self.join(CANDIDATES, candidate_id)
+        if self.local:
+            return load_model(target)
+        staging = Path(tempfile.mkdtemp(prefix="jaxrl-candidate-"))
+        try:
+            self.fs.get(f"{target}/{PARAMS_DIR}", str(staging / PARAMS_DIR), recursive=True)
+            self.fs.get(f"{target}/{METADATA_FILE}", str(staging / METADATA_FILE))
+            return load_model(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

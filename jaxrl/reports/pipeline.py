@@ -1,0 +1,46 @@
+"""What happens after every training attempt: classify it, record it, refresh the reports, plot, notify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+from jaxrl.registry import Registry, new_attempt_id
+from jaxrl.reports.notify import candidate_message, post_webhook
+from jaxrl.reports.plots import plot_backtest
+from jaxrl.reports.quality import classify, write_quality_reports
+from jaxrl.reports.scoreboard import write_scoreboard
+
+
+def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params, say: Callable = print) -> None:
+    """Classify the attempt, record it (candidate only on a pass), refresh changelog/summary/scoreboard, plot."""
+    record = result["record"]
+    if result["gate"] is None:
+        return  # a sanity task (e.g. CartPole) has no gate, so nothing to register or classify
+    record["quality"] = classify(record)
+    market = experiment.market
+    series = result["series"]
+    window = experiment.learner.gate.window
+    plot_backtest(
+        Path(result["out_dir"]), series["dates"], series["strategy_returns"], series["exposures"],
+        np.asarray(market.arrays.returns)[window.start + 1: window.start + 1 + window.length],
+        float(cfg.gate.threshold), market.periods_per_year, int(cfg.gate.window),
+        title=f"{market.symbol} {cfg.env.name}/{cfg.agent.name} seed {cfg.seed} (gate window)",
+    )
+    if not cfg.registry.enabled:
+        return
+    registry = Registry(cfg.registry.root)
+    record["attempt_id"] = new_attempt_id(record["symbol"], record["env"], record["agent"], record["network"],
+                                          record["seed"])
+    written = registry.record_attempt(record, params)
+    record["candidate_id"] = written["candidate_id"]
+    write_quality_reports(registry, written, record["quality"])
+    write_scoreboard(registry)
+    say(f"registry    {registry.root}: attempt {record['attempt_id']}"
+        + (f", CANDIDATE {record['candidate_id']}" if record["candidate_id"] else " (gate failed: no candidate)"))
+    url = cfg.get("notify", {}).get("webhook_url")
+    if url and record["candidate_id"]:
+        post_webhook(url, candidate_message(written))
