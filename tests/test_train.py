@@ -1,4 +1,4 @@
-"""The training entry point end to end on real data: run directory, gate report, checkpoint, chunking, CLI."""
+"""The training entry point end to end on real data: run directory, gate report, registry, checkpoint, CLI."""
 
 import json
 import os
@@ -6,78 +6,109 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import TINY_AGENT, tiny_config
 
+import jaxrl.checkpoint
 from jaxrl.checkpoint import load_model
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment, train_in_chunks
+from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
 from jaxrl.metrics import METRIC_NAMES
+from jaxrl.registry import Registry
 
-TINY_AGENT = [
-    "agent.num_envs=8", "agent.num_steps=16", "agent.total_timesteps=768", "agent.num_minibatches=2",
-    "agent.hidden=[16]", "run.chunk_updates=2",
-]
-TINY = [*TINY_AGENT, "env.window=8", "env.episode_len=32"]
 SPEC_FIELDS = set(METRIC_NAMES) | {
     "passed", "threshold", "window", "periods_per_year", "years", "exec_lag", "cost_bps", "start", "end",
     "n_returns", "symbol", "data_sha256",
 }
 
 
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "hydra_conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[*TINY, *overrides])
-
-
 @pytest.fixture(scope="session")
-def spy_run(tmp_path_factory):
+def passing_run(tmp_path_factory):
+    """A run whose gate is set to pass (threshold far below any value): it must become a candidate."""
+    root = tmp_path_factory.mktemp("registry")
     out = tmp_path_factory.mktemp("spy_run")
-    cfg = config("gate.threshold=0.7", "env.cost_bps=10")
-    return cfg, out, run_experiment(cfg, out, verbose=False)
+    cfg = tiny_config("gate.threshold=-100", "env.cost_bps=10", registry=root)
+    return cfg, out, root, run_experiment(cfg, out, verbose=False)
 
 
-def test_run_directory_holds_everything(spy_run):
-    cfg, out, result = spy_run
-    assert {"config.yaml", "metrics.jsonl", "gate.json", "summary.txt", "checkpoint"} <= set(os.listdir(out))
+def test_run_directory_holds_everything(passing_run):
+    cfg, out, _, result = passing_run
+    files = set(os.listdir(out))
+    assert {"config.yaml", "metrics.jsonl", "evaluations.jsonl", "gate.json", "summary.txt", "checkpoint"} <= files
+    assert {"equity.png", "rolling_sharpe.png", "exposure.png"} <= files
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == list(range(1, 7))  # 768 / (8 * 16) updates, one row each
     assert {"reward/pnl", "reward/cost", "reward/flat_penalty", "approx_kl", "realized_exposure"} <= set(rows[0])
     gate = json.loads((out / "gate.json").read_text())
     assert SPEC_FIELDS <= set(gate)
-    assert gate["threshold"] == 0.7 and gate["cost_bps"] == 10.0 and gate["symbol"] == "SPY"
+    assert gate["threshold"] == -100 and gate["cost_bps"] == 10.0 and gate["symbol"] == "SPY"
     assert gate["n_returns"] == 5 * 252 and gate["periods_per_year"] == 252
-    assert gate["end"] == "2020-08-28" and gate["passed"] == (gate["rolling_sharpe_mean"] >= 0.7)
-    assert "threshold 0.70" in (out / "summary.txt").read_text()
+    assert gate["end"] == "2020-08-28" and gate["passed"] is True and gate["optimistic"] is False
+    summary = (out / "summary.txt").read_text()
+    assert "PASSED" in summary and "candidate" in summary
 
 
-def test_checkpoint_reproduces_gate_report(spy_run):
-    cfg, out, result = spy_run
-    params, meta = load_model(out / "checkpoint")
-    assert meta["seed"] == 0 and meta["data_sha256"] == result["gate"]["data_sha256"]
-    assert meta["git_commit"] and meta["config"]["env"]["cost_bps"] == 10.0
+def test_pass_registers_a_candidate_that_reproduces_its_report(passing_run):
+    cfg, out, root, result = passing_run
+    registry = Registry(root)
+    record = result["record"]
+    assert registry.candidates() == [record["candidate_id"]]
+    params, meta = registry.load_candidate(record["candidate_id"])
+    assert meta["gate"] == result["gate"] and meta["seed"] == 0
+    assert meta["data_sha256"] == result["gate"]["data_sha256"] and meta["git_commit"]
+    assert meta["history"]["update"] == [2, 4, 6] and meta["quality"]["label"] == "passed"
     learner = Experiment.from_config(cfg).learner
     again = jax.jit(learner.evaluate_gate)(params)["metrics"]
     for name in METRIC_NAMES:
         assert float(again[name]) == result["gate"][name], name
+    run_params, _ = load_model(out / "checkpoint")  # the run directory keeps the same model
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), run_params, params))
+    assert (root / "learning_quality_changelog.md").exists() and (root / "scoreboard.md").exists()
 
 
-def test_chunked_equals_single_graph(spy_run):
-    cfg, _, _ = spy_run
-    learner = Experiment.from_config(cfg).learner
-    whole = jax.jit(learner.train)(jax.random.PRNGKey(0))
-    for chunk in (1, 4):
-        runner, _ = train_in_chunks(learner, 0, chunk)
-        for a, b in zip(jax.tree.leaves(whole["params"]), jax.tree.leaves(runner.params)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    gate = jax.jit(learner.evaluate_gate)(runner.params)["metrics"]
-    for name in METRIC_NAMES:
-        assert float(gate[name]) == float(whole["gate"]["metrics"][name])
+def test_failed_gate_records_the_attempt_but_no_candidate(tmp_path):
+    cfg = tiny_config("gate.threshold=100", "run.save_checkpoint=false", registry=tmp_path / "reg")
+    result = run_experiment(cfg, tmp_path / "run", verbose=False)
+    registry = Registry(tmp_path / "reg")
+    assert result["gate"]["passed"] is False and registry.candidates() == []
+    (attempt,) = registry.attempts()
+    assert attempt["candidate_id"] is None and attempt["gate"]["threshold"] == 100
+
+
+def test_interrupted_candidate_write_leaves_no_partial_entry(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(jaxrl.checkpoint, "write_json_atomic", crash)  # dies after the params are written
+    registry = Registry(tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        registry.record_attempt({"attempt_id": "a1", "gate": {"passed": True}}, {"w": jax.numpy.ones(2)})
+    assert registry.candidates() == [] and registry.attempts() == []
+    assert not (tmp_path / "candidates" / "a1").exists()
+    assert os.listdir(tmp_path / "candidates") == []  # the temporary directory was removed too
+
+
+def test_remote_registry_through_fsspec():
+    registry = Registry("memory://jaxrl-test-registry")
+    written = registry.record_attempt({"attempt_id": "r1", "gate": {"passed": True}}, {"w": jax.numpy.ones(2)})
+    registry.record_attempt({"attempt_id": "r2", "gate": {"passed": False}}, {"w": jax.numpy.ones(2)})
+    assert written["candidate_id"] == "r1" and registry.candidates() == ["r1"]
+    params, meta = registry.load_candidate("r1")
+    assert meta["attempt_id"] == "r1" and float(params["w"][0]) == 1.0
+    assert sorted(a["attempt_id"] for a in registry.attempts()) == ["r1", "r2"]
+    with pytest.raises(KeyError, match="no candidate 'r2'"):
+        registry.load_candidate("r2")
+
+
+def test_optimistic_selection_is_flagged(tmp_path):
+    cfg = tiny_config("selection.window=gate", "run.save_checkpoint=false")
+    result = run_experiment(cfg, tmp_path, verbose=False)
+    assert result["gate"]["optimistic"] is True and "OPTIMISTIC" in result["gate"]["warning"]
+    assert "OPTIMISTIC" in (tmp_path / "summary.txt").read_text()
 
 
 def test_user_file_and_crypto_calendar(tmp_path):
-    cfg = config(f"data.path={PROJECT_ROOT / 'data' / 'BTC_daily.csv'}", "data.asset_class=crypto",
-                 "data.symbol=MYBTC", "run.save_checkpoint=false")
+    cfg = tiny_config(f"data.path={PROJECT_ROOT / 'data' / 'BTC_daily.csv'}", "data.asset_class=crypto",
+                      "data.symbol=MYBTC", "run.save_checkpoint=false")
     result = run_experiment(cfg, tmp_path, verbose=False)
     assert result["gate"]["symbol"] == "MYBTC" and result["gate"]["periods_per_year"] == 365
     assert result["gate"]["n_returns"] == 5 * 365
@@ -92,6 +123,12 @@ def test_cli_runs_and_reports(tmp_path):
 
 
 def test_bad_data_path_fails_clearly(tmp_path):
-    cfg = config(f"data.path={tmp_path / 'missing.csv'}")
+    cfg = tiny_config(f"data.path={tmp_path / 'missing.csv'}")
     with pytest.raises(ValueError, match="missing.csv: no such file"):
         run_experiment(cfg, tmp_path / "out", verbose=False)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    with pytest.raises(ValueError, match="same config"):
+        run_experiment(tiny_config("run.resume=true"), tmp_path, verbose=False)

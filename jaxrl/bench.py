@@ -1,0 +1,329 @@
+"""`python -m jaxrl.bench`: throughput of the compiled environments and learners, with compile time kept apart.
+
+Every entry is a small function in `BENCHMARKS` that takes the shared `Bench` context and returns records
+`{"name", "num_envs", "steps_per_s", "compile_s", "device", ...}`. Adding an environment, learner, backbone or
+population size is one more `@benchmark("...")` function, not a copy of the timing code.
+
+    python -m jaxrl.bench                          # full run, writes bench.json
+    python -m jaxrl.bench --quick                  # smoke run in seconds
+    python -m jaxrl.bench --env-counts 1,64,1024 --steps 500 --only 'env/*' --out /tmp/bench.json
+    python -m jaxrl.bench --override agent.num_envs=256   # any hydra override of hydra_conf/config.yaml
+
+Timing rules: compile time is `jax.jit(f).lower(...).compile()` alone; run time is the best of `--repeats` calls of
+the compiled function, each ended with `block_until_ready`. steps/s = environment steps / run seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+
+CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
+REFERENCE_SUFFIX = "/numpy_reference"
+
+# Defaults of a full run and of --quick (a smoke run: every entry, tiny sizes).
+FULL = {"env_counts": "1,64,1024,4096", "steps": 1000, "numpy_steps": 20_000, "ppo_updates": 10, "repeats": 5}
+QUICK = {"env_counts": "1,64", "steps": 100, "numpy_steps": 2_000, "ppo_updates": 2, "repeats": 1}
+
+Record = dict[str, Any]
+
+
+# ---- shared context ------------------------------------------------------------------------------------------------
+@dataclass
+class Bench:
+    """What every entry shares: parsed options, the composed config and experiments built once per override set."""
+
+    env_counts: tuple[int, ...]
+    steps: int
+    numpy_steps: int
+    ppo_updates: int
+    repeats: int
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    _experiments: dict[tuple[str, ...], Experiment] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return jax.devices()[0].device_kind
+
+    def compose(self, overrides: Sequence[str] = ()):
+        """hydra_conf/config.yaml with the command line's overrides, then the entry's own."""
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=list(self.overrides) + list(overrides))
+
+    def experiment(self, overrides: Sequence[str] = ()) -> Experiment:
+        """Data, env and learner exactly as `jaxrl.train` builds them (cached per override set)."""
+        key = tuple(overrides)
+        if key not in self._experiments:
+            self._experiments[key] = Experiment.from_config(self.compose(overrides))
+        return self._experiments[key]
+
+    def record(self, name: str, num_envs: int, steps: int, compile_s: float | None, run_s: float, **extra) -> Record:
+        return {
+            "name": name,
+            "num_envs": int(num_envs),
+            "steps_per_s": steps / run_s,
+            "compile_s": None if compile_s is None else float(compile_s),
+            "device": self.device,
+            "run_s": float(run_s),
+            "steps": int(steps),
+            "load_1m": load_average(),  # other work on the machine skews CPU timings: recorded, not corrected
+            **extra,
+        }
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def compile_timed(fn: Callable, *args) -> tuple[Callable, float]:
+    """(compiled executable, seconds spent lowering and compiling)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def best_time(call: Callable[[], Any], repeats: int) -> float:
+    """Best wall time of `repeats` calls, each waited for with block_until_ready."""
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# ---- registry ------------------------------------------------------------------------------------------------------
+BENCHMARKS: dict[str, Callable[[Bench], list[Record]]] = {}
+
+
+def benchmark(name: str):
+    """Register `fn(bench) -> records` under `name` (run in registration order)."""
+
+    def register(fn):
+        if name in BENCHMARKS:
+            raise ValueError(f"benchmark {name!r} registered twice")
+        BENCHMARKS[name] = fn
+        return fn
+
+    return register
+
+
+# ---- environments --------------------------------------------------------------------------------------------------
+def random_actions(key, env, env_params, num_envs: int):
+    """Uniform random actions of the env's action space (continuous: [low, high], discrete: any index)."""
+    space = env.action_space(env_params)
+    if hasattr(space, "n"):
+        return jax.random.randint(key, (num_envs,), 0, space.n)
+    return jax.random.uniform(key, (num_envs,) + tuple(space.shape), minval=space.low, maxval=space.high)
+
+
+def env_rollout(env, num_envs: int, num_steps: int):
+    """Pure `(state, obs, key, params) -> (state, obs, key, reward_sum)`: `num_steps` of `vmap(env.step)` with
+    in-graph random actions and gymnax auto-reset. Observations ride in the scan carry, so they are really built."""
+
+    def rollout(state, obs, key, params):
+        def step(carry, _):
+            state, obs, key, total = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            action = random_actions(act_key, env, params, num_envs)
+            obs, state, reward, _, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(step_key, num_envs), state, action, params
+            )
+            return (state, obs, key, total + reward.sum()), None
+
+        carry, _ = jax.lax.scan(step, (state, obs, key, jnp.zeros((), jnp.float32)), None, length=num_steps)
+        return carry
+
+    return rollout
+
+
+def bench_jax_env(bench: Bench, name: str, env, env_params) -> list[Record]:
+    records = []
+    for num_envs in bench.env_counts:
+        key = jax.random.PRNGKey(bench.seed)
+        key, reset_key = jax.random.split(key)
+        obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(reset_key, num_envs),
+                                                                     env_params)
+        compiled, compile_s = compile_timed(env_rollout(env, num_envs, bench.steps), state, obs, key, env_params)
+        out = compiled(state, obs, key, env_params)  # first call outside the timing
+        if not np.isfinite(float(out[-1])):
+            raise FloatingPointError(f"{name}: non-finite reward sum with {num_envs} envs")
+        run_s = best_time(lambda: compiled(state, obs, key, env_params), bench.repeats)
+        records.append(bench.record(name, num_envs, num_envs * bench.steps, compile_s, run_s,
+                                    steps_per_env=bench.steps))
+    return records
+
+
+@benchmark("env/position")
+def env_position(bench: Bench) -> list[Record]:
+    experiment = bench.experiment()
+    return bench_jax_env(bench, "env/position", experiment.env, experiment.env_params)
+
+
+@benchmark("env/position/numpy_reference")
+def env_position_numpy(bench: Bench) -> list[Record]:
+    """The float64 per-step Python reference: one env, random actions, reset to a random train start bar."""
+    from omegaconf import OmegaConf
+
+    from jaxrl.reference import NumpyPositionEnv
+
+    experiment = bench.experiment()
+    market, params = experiment.market, experiment.env_params
+    env_cfg = OmegaConf.to_container(experiment.cfg.env, resolve=True)
+    env_cfg.pop("name")
+    env = NumpyPositionEnv(np.asarray(market.arrays.returns), np.asarray(market.arrays.features), **env_cfg)
+    low, high = int(params.start_low), int(params.start_high)
+
+    rng = np.random.default_rng(bench.seed)
+    if env.action_grid is not None:
+        actions = rng.integers(0, len(env.action_grid), size=bench.numpy_steps)
+    else:
+        actions = rng.uniform(-env.max_leverage, env.max_leverage, size=(bench.numpy_steps, 1))
+
+    def run():
+        env.reset(int(rng.integers(low, high + 1)))
+        total = 0.0
+        for action in actions:
+            _, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            if terminated or truncated:
+                env.reset(int(rng.integers(low, high + 1)))
+        return total
+
+    run_s = best_time(run, bench.repeats)
+    return [bench.record("env/position/numpy_reference", 1, bench.numpy_steps, None, run_s,
+                         steps_per_env=bench.numpy_steps)]
+
+
+# ---- learners ------------------------------------------------------------------------------------------------------
+def bench_learner(bench: Bench, name: str, learner) -> list[Record]:
+    """Training env-steps/s of `learner.run_updates(runner, bench.ppo_updates)` from a fresh runner."""
+    runner = jax.jit(learner.init)(jax.random.PRNGKey(bench.seed))
+    compiled, compile_s = compile_timed(partial(learner.run_updates, num_updates=bench.ppo_updates), runner)
+    run_s = best_time(lambda: compiled(runner), bench.repeats)
+    cfg = learner.config
+    steps = bench.ppo_updates * cfg.batch_size
+    return [bench.record(name, cfg.num_envs, steps, compile_s, run_s, updates=bench.ppo_updates,
+                         steps_per_env=bench.ppo_updates * cfg.num_steps)]
+
+
+@benchmark("ppo/position")
+def ppo_position(bench: Bench) -> list[Record]:
+    return bench_learner(bench, "ppo/position", bench.experiment().learner)
+
+
+# ---- report --------------------------------------------------------------------------------------------------------
+def add_reference_ratios(records: list[Record]) -> None:
+    """`ratio_vs_numpy` on every record of `X` that has an `X/numpy_reference` record."""
+    reference = {r["name"][: -len(REFERENCE_SUFFIX)]: r["steps_per_s"]
+                 for r in records if r["name"].endswith(REFERENCE_SUFFIX)}
+    for r in records:
+        if r["name"] in reference:
+            r["ratio_vs_numpy"] = r["steps_per_s"] / reference[r["name"]]
+
+
+def format_table(records: list[Record]) -> str:
+    header = f"{'name':<30} {'num_envs':>8} {'steps/s':>14} {'compile_s':>9} {'run_s':>8} {'vs numpy':>9}  device"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
+        ratio = f"{r['ratio_vs_numpy']:.1f}x" if "ratio_vs_numpy" in r else "-"
+        lines.append(f"{r['name']:<30} {r['num_envs']:>8d} {r['steps_per_s']:>14,.0f} {compile_s:>9} "
+                     f"{r['run_s']:>8.3f} {ratio:>9}  {r['device']}")
+    for base in sorted({r["name"] for r in records if "ratio_vs_numpy" in r}):
+        best = max((r for r in records if r["name"] == base), key=lambda r: r["steps_per_s"])
+        lines.append(f"best {base}: {best['steps_per_s']:,.0f} steps/s at {best['num_envs']} envs = "
+                     f"{best['ratio_vs_numpy']:.1f}x the numpy reference")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jaxrl.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"smoke-run defaults {QUICK}")
+    parser.add_argument("--out", default="bench.json", help="JSON list of records (default: bench.json)")
+    parser.add_argument("--env-counts", help=f"comma-separated env counts (default {FULL['env_counts']})")
+    parser.add_argument("--steps", type=int, help=f"scan steps per jitted env call (default {FULL['steps']})")
+    parser.add_argument("--numpy-steps", type=int, help=f"steps of the numpy reference (default {FULL['numpy_steps']})")
+    parser.add_argument("--ppo-updates", type=int, help=f"PPO updates per timed call (default {FULL['ppo_updates']})")
+    parser.add_argument("--repeats", type=int, help=f"timed calls, best kept (default {FULL['repeats']})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", action="append", default=[],
+                        help=f"run entries matching this glob (repeatable); entries: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="hydra override of hydra_conf/config.yaml, e.g. agent.num_envs=256 (repeatable)")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def select(patterns: Sequence[str]) -> list[str]:
+    if not patterns:
+        return list(BENCHMARKS)
+    names = [n for n in BENCHMARKS if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not names:
+        raise SystemExit(f"--only {patterns} matches none of {list(BENCHMARKS)}")
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> list[Record]:
+    args = parse_args(argv)
+    env_counts = tuple(int(n) for n in str(args.env_counts).split(",") if n.strip())
+    if not env_counts or min(env_counts) < 1:
+        raise SystemExit(f"--env-counts needs positive integers, got {args.env_counts!r}")
+    for name in ("steps", "numpy_steps", "ppo_updates", "repeats"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
+    bench = Bench(env_counts=env_counts, steps=args.steps, numpy_steps=args.numpy_steps,
+                  ppo_updates=args.ppo_updates, repeats=args.repeats, seed=args.seed,
+                  overrides=tuple(args.override))
+    print(f"jaxrl.bench on {bench.device} ({jax.devices()[0].platform}, jax {jax.__version__}, "
+          f"{platform.machine()}): env counts {list(env_counts)}, {args.steps} steps/env, "
+          f"{args.numpy_steps} numpy steps, {args.ppo_updates} PPO updates, best of {args.repeats}; "
+          f"{os.cpu_count()} CPUs, load {load_average()}", flush=True)
+
+    records: list[Record] = []
+    for name in select(args.only):
+        start = time.perf_counter()
+        new = BENCHMARKS[name](bench)
+        for r in new:
+            print(f"  {r['name']:<30} {r['num_envs']:>6d} envs  {r['steps_per_s']:>14,.0f} steps/s", flush=True)
+        print(f"  ({name}: {time.perf_counter() - start:.1f}s)", flush=True)
+        records.extend(new)
+    add_reference_ratios(records)
+
+    print()
+    print(format_table(records))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {out}")
+    return records
+
+
+if __name__ == "__main__":
+    main()

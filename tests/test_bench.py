@@ -1,0 +1,68 @@
+"""`python -m jaxrl.bench` end to end at tiny sizes: the JSON schema and record names, never a speed."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from jaxrl import bench
+
+NAMES = {"env/position", "env/position/numpy_reference", "ppo/position"}
+ENV_COUNTS = (1, 8)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    returned = bench.main([
+        "--quick", "--out", str(out), "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8",
+        "--numpy-steps", "300", "--ppo-updates", "2", "--repeats", "1",
+        "--override", "agent.num_envs=4", "--override", "agent.num_steps=8", "--override", "agent.num_minibatches=2",
+    ])
+    return returned, json.loads(out.read_text())
+
+
+def test_writes_the_returned_records(quick_run):
+    returned, written = quick_run
+    assert isinstance(written, list)
+    assert written == json.loads(json.dumps(returned))
+
+
+def test_record_schema_and_values(quick_run):
+    _, records = quick_run
+    assert {r["name"] for r in records} == NAMES
+    for r in records:
+        assert {"name", "num_envs", "steps_per_s", "compile_s", "device"} <= set(r)
+        assert isinstance(r["device"], str) and r["device"]
+        assert isinstance(r["num_envs"], int) and r["num_envs"] >= 1
+        assert math.isfinite(r["steps_per_s"]) and r["steps_per_s"] > 0
+        assert math.isfinite(r["run_s"]) and r["run_s"] > 0
+        if r["name"].endswith("/numpy_reference"):
+            assert r["compile_s"] is None  # nothing is compiled
+        else:
+            assert math.isfinite(r["compile_s"]) and r["compile_s"] > 0
+
+
+def test_entries_and_sizes(quick_run):
+    _, records = quick_run
+    env = [r for r in records if r["name"] == "env/position"]
+    assert tuple(r["num_envs"] for r in env) == ENV_COUNTS
+    assert all(r["steps"] == r["num_envs"] * 8 for r in env)
+    assert all(math.isfinite(r["ratio_vs_numpy"]) and r["ratio_vs_numpy"] > 0 for r in env)
+    (reference,) = [r for r in records if r["name"] == "env/position/numpy_reference"]
+    assert reference["num_envs"] == 1 and reference["steps"] == 300
+    (ppo,) = [r for r in records if r["name"] == "ppo/position"]
+    assert ppo["num_envs"] == 4 and ppo["updates"] == 2 and ppo["steps"] == 2 * 4 * 8
+
+
+def test_registry_and_options():
+    assert list(bench.BENCHMARKS)[:3] == ["env/position", "env/position/numpy_reference", "ppo/position"]
+    assert bench.select(["env/*"]) == ["env/position", "env/position/numpy_reference"]
+    with pytest.raises(SystemExit):
+        bench.select(["nothing/*"])
+    quick = bench.parse_args(["--quick"])
+    assert quick.ppo_updates == bench.QUICK["ppo_updates"] and quick.env_counts == bench.QUICK["env_counts"]
+    full = bench.parse_args(["--steps", "7"])
+    assert full.steps == 7 and full.env_counts == bench.FULL["env_counts"]
