@@ -30,6 +30,12 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+try:
+    from jax import shard_map
+except ImportError:  # older JAX
+    from jax.experimental.shard_map import shard_map
 
 from jaxrl.experiment import PROJECT_ROOT, Experiment
 
@@ -130,48 +136,85 @@ def benchmark(name: str):
 
 
 # ---- environments --------------------------------------------------------------------------------------------------
-def random_actions(key, env, env_params, num_envs: int):
+def random_actions(key, env, env_params, shape: tuple[int, ...]):
     """Uniform random actions of the env's action space (continuous: [low, high], discrete: any index)."""
     space = env.action_space(env_params)
     if hasattr(space, "n"):
-        return jax.random.randint(key, (num_envs,), 0, space.n)
-    return jax.random.uniform(key, (num_envs,) + tuple(space.shape), minval=space.low, maxval=space.high)
+        return jax.random.randint(key, shape, 0, space.n)
+    return jax.random.uniform(key, shape + tuple(space.shape), minval=space.low, maxval=space.high)
 
 
 def env_rollout(env, num_envs: int, num_steps: int):
     """Pure `(state, obs, key, params) -> (state, obs, key, reward_sum)`: `num_steps` of `vmap(env.step)` with
-    in-graph random actions and gymnax auto-reset. Observations ride in the scan carry, so they are really built."""
+    auto-reset. The random actions are drawn before the timed loop, as the numpy reference's are; a key per env and
+    step is split only for environments that use it. Observations ride in the scan carry, so they are really built."""
+    per_env_keys = bool(getattr(env, "uses_step_key", True))
 
     def rollout(state, obs, key, params):
-        def step(carry, _):
+        key, action_key = jax.random.split(key)
+        actions = random_actions(action_key, env, params, (num_steps, num_envs))
+
+        def step(carry, action):
             state, obs, key, total = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            action = random_actions(act_key, env, params, num_envs)
-            obs, state, reward, _, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(step_key, num_envs), state, action, params
+            key, step_key = jax.random.split(key)
+            if per_env_keys:
+                step_key = jax.random.split(step_key, num_envs)
+            obs, state, reward, _, _, _ = jax.vmap(env.step, in_axes=(0 if per_env_keys else None, 0, 0, None))(
+                step_key, state, action, params
             )
             return (state, obs, key, total + reward.sum()), None
 
-        carry, _ = jax.lax.scan(step, (state, obs, key, jnp.zeros((), jnp.float32)), None, length=num_steps)
+        carry, _ = jax.lax.scan(step, (state, obs, key, jnp.zeros((), jnp.float32)), actions)
         return carry
 
     return rollout
 
 
-def bench_jax_env(bench: Bench, name: str, env, env_params) -> list[Record]:
+def sharded_rollout(env, num_envs: int, num_steps: int, mesh: Mesh):
+    """`env_rollout` with the environments split over every device of `mesh`: each device runs its own scan on
+    its share, with its own key, and nothing crosses devices until the end."""
+    local = env_rollout(env, num_envs // mesh.size, num_steps)
+    spec = PartitionSpec("envs")
+
+    def per_device(state, obs, keys, params):
+        state, obs, key, total = local(state, obs, keys[0], params)
+        return state, obs, key[None], total[None]
+
+    try:
+        mapped = shard_map(per_device, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec()),
+                           out_specs=spec, check_vma=False)
+    except TypeError:  # JAX before check_vma
+        mapped = shard_map(per_device, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec()),
+                           out_specs=spec, check_rep=False)
+    return mapped
+
+
+def bench_jax_env(bench: Bench, name: str, env, env_params, all_devices: bool = False) -> list[Record]:
+    """Env steps/s for each env count, on one device or (`all_devices`) sharded over every local device."""
+    devices = jax.devices() if all_devices else jax.devices()[:1]
+    mesh = Mesh(np.array(devices), ("envs",))
     records = []
-    for num_envs in bench.env_counts:
+    for requested in bench.env_counts:
+        num_envs = max(len(devices), requested - requested % len(devices))
         key = jax.random.PRNGKey(bench.seed)
         key, reset_key = jax.random.split(key)
         obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(reset_key, num_envs),
                                                                      env_params)
-        compiled, compile_s = compile_timed(env_rollout(env, num_envs, bench.steps), state, obs, key, env_params)
-        out = compiled(state, obs, key, env_params)  # first call outside the timing
-        if not np.isfinite(float(out[-1])):
+        if all_devices:
+            keys = jax.random.split(key, len(devices))
+            state, obs, keys = jax.device_put((state, obs, keys), NamedSharding(mesh, PartitionSpec("envs")))
+            args = (state, obs, keys, env_params)
+            fn = sharded_rollout(env, num_envs, bench.steps, mesh)
+        else:
+            args = (state, obs, key, env_params)
+            fn = env_rollout(env, num_envs, bench.steps)
+        compiled, compile_s = compile_timed(fn, *args)
+        out = compiled(*args)  # first call outside the timing
+        if not np.all(np.isfinite(np.asarray(out[-1]))):
             raise FloatingPointError(f"{name}: non-finite reward sum with {num_envs} envs")
-        run_s = best_time(lambda: compiled(state, obs, key, env_params), bench.repeats)
+        run_s = best_time(lambda: compiled(*args), bench.repeats)
         records.append(bench.record(name, num_envs, num_envs * bench.steps, compile_s, run_s,
-                                    steps_per_env=bench.steps))
+                                    steps_per_env=bench.steps, num_devices=len(devices)))
     return records
 
 
@@ -179,6 +222,15 @@ def bench_jax_env(bench: Bench, name: str, env, env_params) -> list[Record]:
 def env_position(bench: Bench) -> list[Record]:
     experiment = bench.experiment()
     return bench_jax_env(bench, "env/position", experiment.env, experiment.env_params)
+
+
+@benchmark("env/position/all_devices")
+def env_position_all_devices(bench: Bench) -> list[Record]:
+    """The same rollout sharded over every local device (on a CPU machine: one device per core)."""
+    if len(jax.devices()) < 2:
+        return []
+    experiment = bench.experiment()
+    return bench_jax_env(bench, "env/position/all_devices", experiment.env, experiment.env_params, all_devices=True)
 
 
 @benchmark("env/position/numpy_reference")
@@ -235,12 +287,13 @@ def ppo_position(bench: Bench) -> list[Record]:
 
 # ---- report --------------------------------------------------------------------------------------------------------
 def add_reference_ratios(records: list[Record]) -> None:
-    """`ratio_vs_numpy` on every record of `X` that has an `X/numpy_reference` record."""
+    """`ratio_vs_numpy` on every jitted record of `X` or `X/...` when an `X/numpy_reference` record exists."""
     reference = {r["name"][: -len(REFERENCE_SUFFIX)]: r["steps_per_s"]
                  for r in records if r["name"].endswith(REFERENCE_SUFFIX)}
     for r in records:
-        if r["name"] in reference:
-            r["ratio_vs_numpy"] = r["steps_per_s"] / reference[r["name"]]
+        base = next((b for b in reference if r["name"] == b or r["name"].startswith(b + "/")), None)
+        if base is not None and not r["name"].endswith(REFERENCE_SUFFIX):
+            r["ratio_vs_numpy"] = r["steps_per_s"] / reference[base]
 
 
 def format_table(records: list[Record]) -> str:
@@ -250,7 +303,8 @@ def format_table(records: list[Record]) -> str:
         compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
         ratio = f"{r['ratio_vs_numpy']:.1f}x" if "ratio_vs_numpy" in r else "-"
         lines.append(f"{r['name']:<30} {r['num_envs']:>8d} {r['steps_per_s']:>14,.0f} {compile_s:>9} "
-                     f"{r['run_s']:>8.3f} {ratio:>9}  {r['device']}")
+                     f"{r['run_s']:>8.3f} {ratio:>9}  {r['device']}"
+                     + (f" x{r['num_devices']}" if r.get("num_devices", 1) > 1 else ""))
     for base in sorted({r["name"] for r in records if "ratio_vs_numpy" in r}):
         best = max((r for r in records if r["name"] == base), key=lambda r: r["steps_per_s"])
         lines.append(f"best {base}: {best['steps_per_s']:,.0f} steps/s at {best['num_envs']} envs = "
@@ -290,7 +344,16 @@ def select(patterns: Sequence[str]) -> list[str]:
     return names
 
 
+def expose_cpu_cores() -> None:
+    """On a CPU machine, one JAX device per core, so `all_devices` entries can shard environments over them (XLA
+    runs one device's loop on one core). Only effective before JAX's backend starts; a user's XLA_FLAGS wins."""
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
+
+
 def main(argv: Sequence[str] | None = None) -> list[Record]:
+    expose_cpu_cores()
     args = parse_args(argv)
     env_counts = tuple(int(n) for n in str(args.env_counts).split(",") if n.strip())
     if not env_counts or min(env_counts) < 1:

@@ -32,7 +32,9 @@ def test_writes_the_returned_records(quick_run):
 
 def test_record_schema_and_values(quick_run):
     _, records = quick_run
-    assert {r["name"] for r in records} == NAMES
+    # `env/position/all_devices` appears only when JAX started with several devices (not in a pytest process
+    # whose backend is already up with one).
+    assert NAMES <= {r["name"] for r in records} <= NAMES | {"env/position/all_devices"}
     for r in records:
         assert {"name", "num_envs", "steps_per_s", "compile_s", "device"} <= set(r)
         assert isinstance(r["device"], str) and r["device"]
@@ -58,8 +60,9 @@ def test_entries_and_sizes(quick_run):
 
 
 def test_registry_and_options():
-    assert list(bench.BENCHMARKS)[:3] == ["env/position", "env/position/numpy_reference", "ppo/position"]
-    assert bench.select(["env/*"]) == ["env/position", "env/position/numpy_reference"]
+    assert NAMES <= set(bench.BENCHMARKS)
+    assert bench.select(["env/*"]) == [name for name in bench.BENCHMARKS if name.startswith("env/")]
+    assert bench.select(["ppo/position"]) == ["ppo/position"]
     with pytest.raises(SystemExit):
         bench.select(["nothing/*"])
     quick = bench.parse_args(["--quick"])

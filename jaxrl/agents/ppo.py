@@ -118,6 +118,8 @@ class PPO:
         self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
         self.obs_shape = env.observation_space(env_params).shape
         self.has_mask = hasattr(env, "action_mask")
+        # Environments with their own random stream (e.g. `position`) need no per-env key split each step.
+        self.per_env_keys = bool(getattr(env, "uses_step_key", True))
         self.log_keys = tuple(getattr(env, "log_keys", ()))
 
     # ---- pieces ---------------------------------------------------------------------------------------------
@@ -160,10 +162,11 @@ class PPO:
             mask = self.action_mask(env_state)
             action = policy_sample(act_key, head, self.discrete, mask)
             log_prob = policy_log_prob(head, action, self.discrete, mask)
-            step_keys = jax.random.split(step_key, cfg.num_envs)
+            if self.per_env_keys:
+                step_key = jax.random.split(step_key, cfg.num_envs)
             next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
-                self.env.step, in_axes=(0, 0, 0, None)
-            )(step_keys, env_state, action, self.env_params)
+                self.env.step, in_axes=(0 if self.per_env_keys else None, 0, 0, None)
+            )(step_key, env_state, action, self.env_params)
             _, final_value = self.network.apply(runner.params, info["final_observation"])
             done = jnp.logical_or(terminated, truncated)
             reward = reward.astype(jnp.float32)

@@ -1,7 +1,7 @@
 """`position`: single-asset target-exposure trading, a pure gymnax-style environment.
 
-At the close of decision bar t the agent sees features of bars t - W + 1 .. t plus its own book (current exposure,
-drawdown) and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure e_t; the
+At the close of decision bar t the agent sees its own book (current exposure, drawdown) and the causal features of
+bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure e_t; the
 step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
 
 An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
@@ -20,6 +20,7 @@ from gymnax.environments import environment, spaces
 from jaxrl.data import MarketData
 from jaxrl.metrics import bar_return
 
+BOOK_SIZE = 2  # observation values before the feature window: current exposure, drawdown from the equity peak
 REWARD_TERMS = ("pnl", "cost", "drawdown_penalty", "downside_penalty", "flat_penalty")
 
 
@@ -49,10 +50,28 @@ class PositionState:
     exposures: jnp.ndarray  # (exec_lag + 2,) recent decisions, exposures[-1] = e_{t-1}
     equity: jnp.ndarray
     peak: jnp.ndarray
+    rng: jnp.ndarray  # uint32 counter of this env's own random stream (episode starts after auto-reset)
+
+
+def mix32(x):
+    """A 32-bit integer hash (the murmur3 finaliser): turns a counter into well-mixed random bits."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
 
 
 class PositionEnv(environment.Environment):
-    """Shape-setting options (window, exec_lag, action grid) are static; every number is a traced param."""
+    """Shape-setting options (window, exec_lag, action grid) are static; every number is a traced param.
+
+    Randomness: `reset(key)` draws the first start bar and seeds the env's own counter-based stream in its state;
+    auto-resets inside `step` draw from that stream, so `step` never needs a fresh key per env and per step
+    (`uses_step_key = False`: callers may pass one shared key). A threefry split per env and step would cost more
+    than the whole trading step on a CPU.
+    """
+
+    uses_step_key = False
 
     def __init__(self, window: int = 32, num_features: int = 8, exec_lag: int = 0,
                  action_grid: tuple[float, ...] | None = None):
@@ -90,7 +109,7 @@ class PositionEnv(environment.Environment):
         raise TypeError("PositionEnv needs market data: build params with env.params_for_train(market, ...)")
 
     # ---- gymnax contract ----------------------------------------------------------------------------------
-    def initial_state(self, bar, params: PositionParams) -> PositionState:
+    def initial_state(self, bar, params: PositionParams, rng=0) -> PositionState:
         del params
         return PositionState(
             bar=jnp.asarray(bar, jnp.int32),
@@ -98,19 +117,29 @@ class PositionEnv(environment.Environment):
             exposures=jnp.zeros((self.exec_lag + 2,), jnp.float32),
             equity=jnp.ones((), jnp.float32),
             peak=jnp.ones((), jnp.float32),
+            rng=jnp.asarray(rng, jnp.uint32),
         )
 
     def reset_env(self, key, params: PositionParams):
-        start = jax.random.randint(key, (), params.start_low, params.start_high + 1)
-        state = self.initial_state(start, params)
+        start_key, stream_key = jax.random.split(key)
+        start = jax.random.randint(start_key, (), params.start_low, params.start_high + 1)
+        state = self.initial_state(start, params, jax.random.bits(stream_key, (), jnp.uint32))
         return self.get_obs(state, params), state
 
     def get_obs(self, state: PositionState, params: PositionParams = None, key=None):
-        window = jax.lax.dynamic_slice(
-            params.features, (state.bar - self.window + 1, 0), (self.window, self.num_features)
-        )
-        book = jnp.stack([state.exposures[-1], 1.0 - state.equity / state.peak])
-        return jnp.concatenate([window.reshape(-1), book])
+        """[exposure e_{t-1}, drawdown, features of bars t-W+1..t (row-major)]: BOOK_SIZE + W * F values.
+
+        Built as one slice of the flattened features that starts BOOK_SIZE values early (those belong to bar
+        t-W, the past, or to the zero padding) and then overwrites them with the book: much faster under vmap
+        than concatenating two arrays, and it never reads a value after bar t.
+        """
+        flat = jnp.concatenate([jnp.zeros((BOOK_SIZE,), params.features.dtype), params.features.reshape(-1)])
+        size = BOOK_SIZE + self.window * self.num_features
+        start = (state.bar - self.window + 1) * self.num_features
+        obs = jax.lax.dynamic_slice(flat, (start,), (size,))
+        position = jnp.arange(size)
+        obs = jnp.where(position == 0, state.exposures[-1], obs)
+        return jnp.where(position == 1, 1.0 - state.equity / state.peak, obs)
 
     def target_exposure(self, action, params: PositionParams):
         if self.action_grid is not None:
@@ -149,13 +178,33 @@ class PositionEnv(environment.Environment):
         }
         reward = params.reward_scale * sum(terms.values())
         new_state = PositionState(
-            bar=state.bar + 1, time=state.time + 1, exposures=exposures, equity=equity, peak=peak
+            bar=state.bar + 1, time=state.time + 1, exposures=exposures, equity=equity, peak=peak, rng=state.rng
         )
         terminated = equity <= params.liquidation_equity
         info = {f"reward/{name}": params.reward_scale * value for name, value in terms.items()}
         info["strategy_return"] = strategy_return
         info["realized_exposure"] = exposure
         return new_state, reward, terminated, info
+
+    def step(self, key, state: PositionState, action, params: PositionParams | None = None):
+        """Transition, then auto-reset from the env's own stream (`key` is not used; see the class docstring).
+
+        Cheaper than gymnax's generic version, which builds a full reset (a PRNG draw and a second observation)
+        on every step and selects between two observations: here the small state is selected, then observed once.
+        """
+        del key
+        if params is None:
+            params = self.default_params
+        stepped, reward, terminated, info = self.transition(state, action, params)
+        truncated = self.is_truncated(stepped, params)
+        done = jnp.logical_or(terminated, truncated)
+        span = jnp.asarray(params.start_high - params.start_low + 1).astype(jnp.uint32)
+        start = params.start_low + (mix32(stepped.rng) % span).astype(jnp.int32)
+        restart = self.initial_state(start, params, stepped.rng + jnp.uint32(1))
+        state = jax.tree.map(lambda fresh, old: jnp.where(done, fresh, old), restart, stepped)
+        info = {**info, "terminated": terminated, "truncated": truncated,
+                "final_observation": self.get_obs(stepped, params)}
+        return self.get_obs(state, params), state, reward, terminated, truncated, info
 
     def step_env(self, key, state: PositionState, action, params: PositionParams):
         del key
@@ -184,4 +233,4 @@ class PositionEnv(environment.Environment):
         return spaces.Box(-high, high, (1,), jnp.float32)
 
     def observation_space(self, params: PositionParams | None = None):
-        return spaces.Box(-jnp.inf, jnp.inf, (self.window * self.num_features + 2,), jnp.float32)
+        return spaces.Box(-jnp.inf, jnp.inf, (BOOK_SIZE + self.window * self.num_features,), jnp.float32)

@@ -3,7 +3,7 @@
 Same semantics as `jaxrl.envs.position.PositionEnv` (written independently of it): the parity reference for tests and
 the single-environment speed baseline for the benchmark.
 
-At the close of decision bar t the agent sees the features of bars t - W + 1 .. t plus [e_{t-1}, 1 - equity / peak]
+At the close of decision bar t the agent sees [e_{t-1}, 1 - equity / peak] followed by the features of bars t - W + 1 .. t
 and sends an action. The target exposure is the continuous action (or the grid value of a discrete action), clipped
 to max_leverage, a target below `target_deadband` in size becomes flat, and a change smaller than `rebalance_deadband`
 keeps the previous exposure: that is the realised exposure e_t. The step earns bar t + 1's return with the gate's
@@ -82,7 +82,7 @@ class NumpyPositionEnv:
         t = self.bar
         rows = self.features[t - self.window + 1 : t + 1]
         book = [self.decisions[-1], 1.0 - self.equity / self.peak]
-        return np.concatenate([rows.reshape(-1), np.asarray(book, dtype=np.float64)])
+        return np.concatenate([np.asarray(book, dtype=np.float64), rows.reshape(-1)])
 
     # ---- one bar ------------------------------------------------------------------------------------------
     def target(self, action) -> float:
