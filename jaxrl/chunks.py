@@ -69,6 +69,11 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
                   resume: bool = False, on_chunk: Callable | None = None):
     """Run every evaluation period of `learner`, `chunk_updates` updates (rounded to whole periods) per call.
 
+    A learner (PPO, the offline learners) provides: `selection` (SelectionConfig), `num_periods`, `num_updates`,
+    `steps_per_update` (env steps, or samples for offline learners), `init_state(key)`,
+    `run_periods(state, num_periods) -> (state, per-update metrics, per-evaluation history)`, `chosen_params(state)`,
+    `evaluate_gate(params)` and `deterministic_policy(params)`.
+
     With `out_dir`, logs rows and saves a resumable state after each chunk; `resume=True` continues from it.
     Returns (state, timings).
     """
@@ -110,7 +115,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             with open(out / METRICS_FILE, "a") as handle:
                 for i in range(size * period):
                     update = (done * period) + i + 1
-                    row = {"update": update, "env_steps": update * learner.config.batch_size}
+                    row = {"update": update, "env_steps": update * learner.steps_per_update}
                     handle.write(json.dumps({**row, **json_scalars(metrics, i)}) + "\n")
             if history:
                 with open(out / EVALUATIONS_FILE, "a") as handle:

@@ -130,7 +130,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
-    steps_per_update = learner.config.batch_size
+    steps_per_update = learner.steps_per_update
     say = print if verbose else (lambda *a, **k: None)
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
         f"{learner.num_updates} updates x {steps_per_update} env steps, validation every {period} updates, "
@@ -215,7 +215,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     result["record"] = record
     from jaxrl.reports.pipeline import after_attempt  # reports import matplotlib: only when a run finishes
 
-    after_attempt(cfg, experiment, result, params, say)
+    after_attempt(cfg, experiment, result, params)
     summary = summarise(cfg, result)
     (out_dir / "summary.txt").write_text(summary + "\n")
     say(summary)
@@ -263,8 +263,9 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     quality = record.get("quality")
     if quality:
         lines.append(f"quality     {quality['label']}: {quality['next_action']}")
+    root = cfg.registry.root
     if record.get("candidate_id"):
-        lines.append(f"registry    candidate {record['candidate_id']}")
+        lines.append(f"registry    CANDIDATE {record['candidate_id']} in {root}")
     elif record.get("attempt_id"):
-        lines.append(f"registry    attempt {record['attempt_id']} recorded (no candidate)")
+        lines.append(f"registry    attempt {record['attempt_id']} recorded in {root} (gate failed: no candidate)")
     return "\n".join(lines)

@@ -110,6 +110,7 @@ class PPO:
         period = self.selection.eval_every
         self.num_periods = -(-config.num_updates // period)
         self.num_updates = self.num_periods * period  # whole evaluation periods
+        self.steps_per_update = config.batch_size  # environment steps per update
         space = env.action_space(env_params)
         self.discrete = hasattr(space, "n")
         action_dim = int(space.n) if self.discrete else int(space.shape[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -15,7 +15,7 @@ from jaxrl.reports.quality import classify, write_quality_reports
 from jaxrl.reports.scoreboard import write_scoreboard
 
 
-def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params, say: Callable = print) -> None:
+def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -> None:
     """Classify the attempt, record it (candidate only on a pass), refresh changelog/summary/scoreboard, plot."""
     record = result["record"]
     if result["gate"] is None:
@@ -39,8 +39,6 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params, s
     record["candidate_id"] = written["candidate_id"]
     write_quality_reports(registry, written, record["quality"])
     write_scoreboard(registry)
-    say(f"registry    {registry.root}: attempt {record['attempt_id']}"
-        + (f", CANDIDATE {record['candidate_id']}" if record["candidate_id"] else " (gate failed: no candidate)"))
     url = cfg.get("notify", {}).get("webhook_url")
     if url and record["candidate_id"]:
         post_webhook(url, candidate_message(written))
