@@ -58,6 +58,10 @@ class PPOConfig:
                 f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches = {self.num_minibatches}"
             )
 
+    def hyper(self) -> "PPOHyper":
+        """The numeric settings as traced values: a population can give each member its own."""
+        return PPOHyper(**{name: jnp.asarray(_numeric(getattr(self, name)), jnp.float32) for name in HYPER_FIELDS})
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PPOConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -70,6 +74,35 @@ class PPOConfig:
         return cls(**values)
 
 
+# Numeric settings that are traced (sweepable without recompiling); None (= off) becomes +inf.
+HYPER_FIELDS = ("lr", "ent_coef", "ent_coef_final", "gamma", "gae_lambda", "clip_eps", "vf_clip_eps", "vf_coef",
+                "max_grad_norm", "target_kl")
+
+
+def _numeric(value):
+    return float("inf") if value is None else float(value)
+
+
+@struct.dataclass
+class PPOHyper:
+    lr: jnp.ndarray
+    ent_coef: jnp.ndarray
+    ent_coef_final: jnp.ndarray
+    gamma: jnp.ndarray
+    gae_lambda: jnp.ndarray
+    clip_eps: jnp.ndarray
+    vf_clip_eps: jnp.ndarray  # +inf: no value clipping
+    vf_coef: jnp.ndarray
+    max_grad_norm: jnp.ndarray
+    target_kl: jnp.ndarray  # +inf: no KL early stop
+
+
+def clip_by_global_norm(grads, max_norm):
+    """optax.clip_by_global_norm with a traced limit."""
+    norm = optax.global_norm(grads)
+    return jax.tree.map(lambda g: jnp.where(norm < max_norm, g, g / norm * max_norm), grads)
+
+
 @struct.dataclass
 class Runner:
     params: Any
@@ -80,6 +113,8 @@ class Runner:
     episode_return: jnp.ndarray  # running return of each env's current episode
     last_return: jnp.ndarray  # return of each env's last finished episode (NaN before the first)
     update: jnp.ndarray  # number of updates done
+    hyper: PPOHyper  # this member's numeric settings
+    env_params: Any  # this member's environment (market data and numeric env settings)
 
 
 class Transition(NamedTuple):
@@ -116,7 +151,7 @@ class PPO:
         action_dim = int(space.n) if self.discrete else int(space.shape[0])
         self.network = ActorCritic(action_dim, self.discrete, tuple(config.hidden), config.activation,
                                    config.init_log_std)
-        self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+        self.optimizer = optax.scale_by_adam(eps=1e-5)  # clipping and the learning rate are applied with traced values
         self.obs_shape = env.observation_space(env_params).shape
         self.has_mask = hasattr(env, "action_mask")
         # Environments with their own random stream (e.g. `position`) need no per-env key split each step.
@@ -124,24 +159,28 @@ class PPO:
         self.log_keys = tuple(getattr(env, "log_keys", ()))
 
     # ---- pieces ---------------------------------------------------------------------------------------------
-    def action_mask(self, env_state):
+    def action_mask(self, env_state, env_params):
         if not self.has_mask:
             return None
-        return jax.vmap(self.env.action_mask, in_axes=(0, None))(env_state, self.env_params)
+        return jax.vmap(self.env.action_mask, in_axes=(0, None))(env_state, env_params)
 
-    def deterministic_policy(self, params):
+    def deterministic_policy(self, params, env_params=None):
+        env_params = self.env_params if env_params is None else env_params
+
         def act(obs, state):
             head, _ = self.network.apply(params, obs)
-            mask = self.env.action_mask(state, self.env_params) if self.has_mask else None
+            mask = self.env.action_mask(state, env_params) if self.has_mask else None
             return policy_mode(head, self.discrete, mask)
 
         return act
 
-    def init(self, key) -> Runner:
+    def init(self, key, hyper: PPOHyper | None = None, env_params=None) -> Runner:
+        hyper = self.config.hyper() if hyper is None else hyper
+        env_params = self.env_params if env_params is None else env_params
         key, net_key, env_key = jax.random.split(key, 3)
         params = self.network.init(net_key, jnp.zeros(self.obs_shape, jnp.float32))
         env_keys = jax.random.split(env_key, self.config.num_envs)
-        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(env_keys, self.env_params)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(env_keys, env_params)
         return Runner(
             params=params,
             opt_state=self.optimizer.init(params),
@@ -151,6 +190,8 @@ class PPO:
             episode_return=jnp.zeros((self.config.num_envs,), jnp.float32),
             last_return=jnp.full((self.config.num_envs,), jnp.nan, jnp.float32),
             update=jnp.zeros((), jnp.int32),
+            hyper=hyper,
+            env_params=env_params,
         )
 
     def _rollout(self, runner: Runner):
@@ -160,14 +201,14 @@ class PPO:
             env_state, obs, key, episode_return, last_return = carry
             key, act_key, step_key = jax.random.split(key, 3)
             head, value = self.network.apply(runner.params, obs)
-            mask = self.action_mask(env_state)
+            mask = self.action_mask(env_state, runner.env_params)
             action = policy_sample(act_key, head, self.discrete, mask)
             log_prob = policy_log_prob(head, action, self.discrete, mask)
             if self.per_env_keys:
                 step_key = jax.random.split(step_key, cfg.num_envs)
             next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
                 self.env.step, in_axes=(0 if self.per_env_keys else None, 0, 0, None)
-            )(step_key, env_state, action, self.env_params)
+            )(step_key, env_state, action, runner.env_params)
             _, final_value = self.network.apply(runner.params, info["final_observation"])
             done = jnp.logical_or(terminated, truncated)
             reward = reward.astype(jnp.float32)
@@ -185,59 +226,54 @@ class PPO:
         carry, traj = jax.lax.scan(env_step, carry, None, length=cfg.num_steps)
         return carry, traj
 
-    def _advantages(self, traj: Transition):
-        cfg = self.config
-
+    def _advantages(self, traj: Transition, hp: PPOHyper):
         def backward(gae, t):
-            delta = t.reward + cfg.gamma * t.bootstrap_value - t.value
-            gae = delta + cfg.gamma * cfg.gae_lambda * (1.0 - t.done) * gae
+            delta = t.reward + hp.gamma * t.bootstrap_value - t.value
+            gae = delta + hp.gamma * hp.gae_lambda * (1.0 - t.done) * gae
             return gae, gae
 
         _, advantages = jax.lax.scan(backward, jnp.zeros_like(traj.value[0]), traj, reverse=True)
         return advantages, advantages + traj.value
 
-    def _loss(self, params, batch, ent_coef):
-        cfg = self.config
+    def _loss(self, params, batch, ent_coef, hp: PPOHyper):
         traj, advantages, targets = batch
         head, value = self.network.apply(params, traj.obs)
         log_prob = policy_log_prob(head, traj.action, self.discrete, traj.mask)
         log_ratio = log_prob - traj.log_prob
         ratio = jnp.exp(log_ratio)
         adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
-        value_loss = (value - targets) ** 2
-        if cfg.vf_clip_eps is not None:
-            clipped = traj.value + jnp.clip(value - traj.value, -cfg.vf_clip_eps, cfg.vf_clip_eps)
-            value_loss = jnp.maximum(value_loss, (clipped - targets) ** 2)
-        value_loss = 0.5 * value_loss.mean()
+        policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - hp.clip_eps, 1 + hp.clip_eps) * adv).mean()
+        # Value clipping; vf_clip_eps = +inf (config null) makes the clipped loss equal the plain one.
+        clipped = traj.value + jnp.clip(value - traj.value, -hp.vf_clip_eps, hp.vf_clip_eps)
+        value_loss = 0.5 * jnp.maximum((value - targets) ** 2, (clipped - targets) ** 2).mean()
         entropy = policy_entropy(head, self.discrete, traj.mask).mean()
-        total = policy_loss + cfg.vf_coef * value_loss - ent_coef * entropy
+        total = policy_loss + hp.vf_coef * value_loss - ent_coef * entropy
         stats = {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "clip_fraction": (jnp.abs(ratio - 1.0) > cfg.clip_eps).mean(),
+            "clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean(),
         }
         return total, stats
 
     def update(self, runner: Runner):
         """One PPO update: rollout, GAE, epochs x minibatches with KL early stop. Returns (runner, summary)."""
-        cfg = self.config
+        cfg, hp = self.config, runner.hyper
         (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner)
-        advantages, targets = self._advantages(traj)
+        advantages, targets = self._advantages(traj, hp)
         progress = runner.update.astype(jnp.float32) / self.num_updates
-        lr = cfg.lr * (1.0 - progress) if cfg.anneal_lr else jnp.asarray(cfg.lr, jnp.float32)
-        ent_coef = cfg.ent_coef + (cfg.ent_coef_final - cfg.ent_coef) * progress
+        lr = hp.lr * (1.0 - progress) if cfg.anneal_lr else hp.lr
+        ent_coef = hp.ent_coef + (hp.ent_coef_final - hp.ent_coef) * progress
 
         flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), (traj, advantages, targets))
-        target_kl = jnp.inf if cfg.target_kl is None else cfg.target_kl
 
         def minibatch_step(carry, batch):
             params, opt_state, stopped = carry
-            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef)
+            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef, hp)
             # KL early stop in the graph: once a minibatch's KL exceeds the target, no further step this update.
-            stopped = jnp.logical_or(stopped, stats["approx_kl"] > target_kl)
+            stopped = jnp.logical_or(stopped, stats["approx_kl"] > hp.target_kl)
+            grads = clip_by_global_norm(grads, hp.max_grad_norm)
             updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, old)  # noqa: E731
@@ -272,7 +308,8 @@ class PPO:
         summary.update({name: traj.logs[name].mean() for name in self.log_keys})
         if "strategy_return" in traj.logs:  # with the mean, gives the Sharpe of training episodes
             summary["strategy_return_std"] = traj.logs["strategy_return"].std()
-        runner = Runner(params, opt_state, env_state, obs, key, episode_return, last_return, runner.update + 1)
+        runner = runner.replace(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
+                                episode_return=episode_return, last_return=last_return, update=runner.update + 1)
         return runner, summary
 
     def run_updates(self, runner: Runner, num_updates: int):
@@ -280,8 +317,8 @@ class PPO:
         return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
 
     # ---- evaluation periods: K updates, then a validation backtest that updates the selection -----------------
-    def init_state(self, key):
-        runner = self.init(key)
+    def init_state(self, key, hyper: PPOHyper | None = None, env_params=None):
+        runner = self.init(key, hyper, env_params)
         selection = init_selection(runner.params) if self.selection_setup is not None else None
         return {"runner": runner, "selection": selection}
 
@@ -298,7 +335,8 @@ class PPO:
             runner = jax.tree.map(lambda old, new: jnp.where(selection.stopped, old, new), runner, new_runner)
             metrics["frozen"] = jnp.broadcast_to(selection.stopped.astype(jnp.float32), (period,))
             selection, row = evaluate_and_select(
-                self.env, self.env_params, self.deterministic_policy(runner.params), self.selection_setup,
+                self.env, runner.env_params, self.deterministic_policy(runner.params, runner.env_params),
+                self.selection_setup,
                 selection, runner.params, runner.update, self.selection,
             )
             return {"runner": runner, "selection": selection}, (metrics, row)
@@ -315,17 +353,18 @@ class PPO:
         found = selection.best_update >= 0
         return jax.tree.map(lambda best, last: jnp.where(found, best, last), selection.best_params, runner.params)
 
-    def evaluate_gate(self, params):
-        return evaluate(self.env, self.env_params, self.deterministic_policy(params), self.gate)
+    def evaluate_gate(self, params, env_params=None):
+        env_params = self.env_params if env_params is None else env_params
+        return evaluate(self.env, env_params, self.deterministic_policy(params, env_params), self.gate)
 
-    def train(self, key):
-        state = self.init_state(key)
+    def train(self, key, hyper: PPOHyper | None = None, env_params=None):
+        state = self.init_state(key, hyper, env_params)
         state, metrics, history = self.run_periods(state, self.num_periods)
         params = self.chosen_params(state)
         result = {"params": params, "final_params": state["runner"].params, "metrics": metrics,
                   "history": history, "selection": state["selection"]}
         if self.gate is not None:
-            result["gate"] = self.evaluate_gate(params)
+            result["gate"] = self.evaluate_gate(params, state["runner"].env_params)
         return result
 
 

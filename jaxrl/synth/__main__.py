@@ -1,0 +1,3 @@
+from jaxrl.synth.run import main
+
+main()
