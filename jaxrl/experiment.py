@@ -24,6 +24,7 @@ from jaxrl.data import MarketData, load_market
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
+from jaxrl.networks import torso_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
@@ -39,6 +40,21 @@ def resolve_data_path(path: str) -> Path:
 
 
 def load_data(cfg: DictConfig) -> MarketData:
+    """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
+    years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
+    if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
+        from jaxrl.data.funding import funding_from_config
+
+        return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
+                                   resolve=resolve_data_path)
+    if cfg.data.get("kind", "single") == "basket":
+        from jaxrl.data.multi import basket_from_config
+
+        return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
+                                  resolve=resolve_data_path)
+    if cfg.env.name == "portfolio":
+        raise ValueError("env=portfolio trades several instruments: run with data=basket "
+                         "(or another data config with kind: basket)")
     return load_market(
         resolve_data_path(cfg.data.path),
         symbol=cfg.data.get("symbol"),
@@ -89,7 +105,11 @@ class Experiment:
         if market is not None:
             gate = gate_setup(market, int(cfg.gate.window))
             validation = validation_setup(market, int(cfg.gate.window))
-        learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection)
+        torso = None
+        if market is not None:  # windowed trading observations: the network group's backbone
+            network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
+            torso = torso_spec(network, env.window, env.num_features)
+        learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection, torso)
         return cls(cfg, market, env, env_params, learner)
 
 
@@ -180,7 +200,11 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
             exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
         )
         report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": int(cfg.seed),
-                       "optimistic": learner.selection.optimistic})
+                       "optimistic": learner.selection.optimistic,
+                       "real_data": not bool(getattr(market, "is_synthetic", False))})
+        if not report["real_data"]:
+            report["warning"] = ("generated data: this gate value does not judge real market data, so the run can "
+                                 "never become a candidate")
         if learner.selection.optimistic:
             report["warning"] = ("OPTIMISTIC: checkpoints were selected on the gate window itself "
                                  "(selection.window=gate); this gate value overstates out-of-sample performance")
@@ -258,7 +282,7 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     ]
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
-    if gate.get("optimistic"):
+    if gate.get("warning"):
         lines.append(f"WARNING     {gate['warning']}")
     quality = record.get("quality")
     if quality:

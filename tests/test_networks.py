@@ -124,14 +124,14 @@ def test_parameter_counts_at_default_settings():
 
 
 def test_torso_reads_the_observation_layout(window_batch):
-    """Torso(obs = [window.reshape(-1), book]) == concat(backbone(window), book) when it has no head layers.
+    """Torso(obs = [book, window.reshape(-1)]) == concat(backbone(window), book) when it has no head layers.
     The tcn treats time and features differently, so a transposed or misaligned window would not pass."""
     for name in ("tcn",):
         kwargs = TINY[name]
         torso = Torso(backbone=name, window=WINDOW, num_features=FEATURES, backbone_kwargs=freeze_kwargs(kwargs),
                       head_hidden=())
         book = jnp.array([[0.5, 0.1], [-1.0, 0.0]])
-        obs = jnp.concatenate([window_batch.reshape(BATCH, -1), book], axis=-1)
+        obs = jnp.concatenate([book, window_batch.reshape(BATCH, -1)], axis=-1)
         params = jax.jit(torso.init)(jax.random.PRNGKey(4), obs)
         module = make_backbone(name, **kwargs)
         embedding = jax.jit(module.apply)({"params": params["params"]["backbone"]}, window_batch)
@@ -142,12 +142,12 @@ def test_torso_reads_the_observation_layout(window_batch):
 def test_torso_head_mixes_the_book(window_batch):
     torso = Torso(backbone="mlp", window=WINDOW, num_features=FEATURES,
                   backbone_kwargs=freeze_kwargs(TINY["mlp"]), head_hidden=(16,))
-    obs = jnp.concatenate([window_batch.reshape(BATCH, -1), jnp.zeros((BATCH, 2))], axis=-1)
+    obs = jnp.concatenate([jnp.zeros((BATCH, 2)), window_batch.reshape(BATCH, -1)], axis=-1)
     params = jax.jit(torso.init)(jax.random.PRNGKey(5), obs)
     apply = jax.jit(torso.apply)
     out = apply(params, obs)
     assert out.shape == (BATCH, 16)
-    assert float(jnp.max(jnp.abs(apply(params, obs.at[:, -2].set(1.0)) - out))) > 1e-4  # exposure matters
+    assert float(jnp.max(jnp.abs(apply(params, obs.at[:, 0].set(1.0)) - out))) > 1e-4  # exposure matters
     with pytest.raises(ValueError, match="window needs"):
         torso.apply(params, obs[:, :10])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -26,19 +26,29 @@ class MLP(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic torsos. Continuous: (mean, log_std); discrete: logits. Plus the value."""
+    """Separate actor and critic torsos. Continuous: (mean, log_std); discrete: logits. Plus the value.
+
+    `torso` selects a sequence backbone for windowed (trading) observations: a `TorsoSpec` from
+    `jaxrl.networks.torso_spec`. Without it both torsos are MLPs over the whole observation (gymnax tasks).
+    """
 
     action_dim: int
     discrete: bool
     hidden: Sequence[int] = (128, 128)
     activation: str = "tanh"
     init_log_std: float = -0.5
+    torso: Any = None
+
+    def _torso(self, name: str):
+        if self.torso is None:
+            return MLP(self.hidden, self.activation, name=name)
+        return self.torso.build(name)
 
     @nn.compact
     def __call__(self, obs):
-        actor = MLP(self.hidden, self.activation, name="actor_torso")(obs)
+        actor = self._torso("actor_torso")(obs)
         head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01), name="actor_head")(actor)
-        critic = MLP(self.hidden, self.activation, name="critic_torso")(obs)
+        critic = self._torso("critic_torso")(obs)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="critic_head")(critic)[..., 0]
         if self.discrete:
             return head, value

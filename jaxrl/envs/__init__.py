@@ -6,9 +6,12 @@ from typing import Any, Mapping
 
 import gymnax
 
+from jaxrl.envs.exit import ExitEnv, ExitParams, ExitState
+from jaxrl.envs.funding import FundingEnv, FundingParams, FundingState
+from jaxrl.envs.portfolio import PortfolioEnv, PortfolioParams, PortfolioState
 from jaxrl.envs.position import PositionEnv, PositionParams, PositionState
 
-TRADING_ENVS = ("position",)
+TRADING_ENVS = ("position", "portfolio", "exit", "funding")
 
 
 def is_trading_env(name: str) -> bool:
@@ -19,9 +22,12 @@ def make_env(env_cfg: Mapping[str, Any], market=None):
     """(env, env_params) from an `env/` config. Trading environments need the loaded market data."""
     cfg = dict(env_cfg)
     name = cfg.pop("name")
+    if name in TRADING_ENVS and market is None:
+        raise ValueError(f"env {name!r} needs market data")
+    multi = getattr(market, "arrays", None) is not None and market.arrays.returns.ndim == 2
+    if name in ("position", "exit") and multi:
+        raise ValueError(f"env {name!r} trades one instrument; data {market.symbol} has several")
     if name == "position":
-        if market is None:
-            raise ValueError("env 'position' needs market data")
         grid = cfg.pop("action_grid", None)
         env = PositionEnv(
             window=int(cfg.pop("window")),
@@ -30,10 +36,37 @@ def make_env(env_cfg: Mapping[str, Any], market=None):
             action_grid=None if grid is None else tuple(grid),
         )
         return env, env.params_for_train(market, **cfg)
+    if name == "portfolio":
+        if getattr(market, "num_assets", None) is None:
+            raise ValueError("env 'portfolio' trades a basket of instruments: run with data=basket")
+        env = PortfolioEnv(window=int(cfg.pop("window")), num_assets=market.num_assets,
+                           asset_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)),
+                           action_mode=str(cfg.pop("action_mode", "softmax")),
+                           trail_window=int(cfg.pop("trail_window", 20)))
+        return env, env.params_for_train(market, **cfg)
+    if name == "exit":
+        env = ExitEnv(window=int(cfg.pop("window")), num_features=len(market.feature_names),
+                      entry_rule=str(cfg.pop("entry_rule", "momentum")),
+                      momentum_lookback=int(cfg.pop("momentum_lookback", 20)),
+                      momentum_cross=bool(cfg.pop("momentum_cross", True)),
+                      direction=str(cfg.pop("direction", "both")), entry_prob=float(cfg.pop("entry_prob", 0.1)),
+                      entry_seed=int(cfg.pop("entry_seed", 0)), exec_lag=int(cfg.pop("exec_lag", 0)))
+        return env, env.params_for_train(market, **cfg)
+    if name == "funding":
+        if getattr(market, "num_symbols", None) is None:
+            raise ValueError("env 'funding' needs funding data (its `source` block), not a price file")
+        cfg.pop("source", None)  # read by the data loader
+        env = FundingEnv(window=int(cfg.pop("window")), num_symbols=market.num_symbols,
+                         symbol_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)))
+        return env, env.params_for_train(market, **cfg)
     if name in gymnax.registered_envs:
         env, params = gymnax.make(name)
         return env, params
     raise ValueError(f"unknown env {name!r}; trading envs: {list(TRADING_ENVS)}, or a gymnax env name")
 
 
-__all__ = ["PositionEnv", "PositionParams", "PositionState", "TRADING_ENVS", "is_trading_env", "make_env"]
+__all__ = [
+    "ExitEnv", "ExitParams", "ExitState", "FundingEnv", "FundingParams", "FundingState", "PortfolioEnv",
+    "PortfolioParams", "PortfolioState", "PositionEnv", "PositionParams", "PositionState", "TRADING_ENVS",
+    "is_trading_env", "make_env",
+]

@@ -6,10 +6,17 @@ step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.me
 
 An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
 only equity at or below `liquidation_equity` is termination.
+
+Synthetic markets (`PositionEnv(bank=SyntheticBank(...))`, built by `jaxrl.synth.training.synthetic_position_env`):
+the params' `returns` / `features` become [the real series (T rows) | a bank of generated paths], and each episode
+starts on a synthetic path with probability `params.synthetic.fraction` (else on the train split, as without a
+bank). `refresh(key, params)` writes fresh paths into the bank inside the compiled graph; the real rows are never
+written, so validation and gate backtests (which start on real bars and read only real rows) are unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -18,6 +25,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from jaxrl.data import MarketData
+from jaxrl.data.features import FEATURE_LOOKBACK
 from jaxrl.metrics import bar_return
 
 BOOK_SIZE = 2  # observation values before the feature window: current exposure, drawdown from the equity peak
@@ -41,6 +49,45 @@ class PositionParams:
     flat_penalty_scale: float = 0.02
     flat_penalty_threshold: float = 0.001
     liquidation_equity: float = 0.5
+    synthetic: Any = None  # SyntheticParams when the env has a synthetic bank; None: real data only
+
+
+@struct.dataclass
+class SyntheticParams:
+    """The traced side of a synthetic bank (the static side, which sets shapes, is the env's `SyntheticBank`)."""
+
+    fraction: jnp.ndarray  # () probability that an episode is synthetic: 0 real only, 1 synthetic only, else a mix
+    bank_start: jnp.ndarray  # () int32, first bank row = T, the number of real bars
+    generation: jnp.ndarray  # () int32, refreshes so far; the newest paths lie in slot generation % generations
+    generator: Any  # fitted generator params (calibrated on the train split only)
+    feature_mean: jnp.ndarray  # (F,) the real train split's normalisation, applied to synthetic features too
+    feature_std: jnp.ndarray  # (F,)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticBank:
+    """Static layout of the synthetic bank appended after the T real rows.
+
+    The bank holds `generations` slots of `num_segments` segments of `env.segment_len` rows each. A segment is
+    one generated path: FEATURE_LOOKBACK + window - 1 warm-up bars, then `episode_len` decisions and the return
+    the last one earns, so a synthetic episode starts at the segment's row FEATURE_LOOKBACK + window - 1 and never
+    leaves its segment. Refresh g writes slot g % generations and new episodes start in that slot; a path is
+    therefore kept for `generations - 1` further refreshes, so an episode that outlives one rollout is not spliced
+    onto a different path when `generations >= ceil(episode_len / rollout steps) + 1`
+    (`jaxrl.synth.training.bank_generations`). With 1 generation every refresh replaces every path.
+    """
+
+    generator: str  # a name in jaxrl.synth.GENERATORS
+    num_segments: int
+    episode_len: int  # the longest episode a segment holds
+    generations: int = 1
+
+    def __post_init__(self):
+        if self.num_segments < 1 or self.episode_len < 1 or self.generations < 1:
+            raise ValueError(f"invalid synthetic bank {self}: num_segments, episode_len, generations must be >= 1")
+
+
+_REFRESH: dict[tuple, Any] = {}  # compiled `refresh` per bank layout, for building params
 
 
 @struct.dataclass
@@ -69,12 +116,16 @@ class PositionEnv(environment.Environment):
     auto-resets inside `step` draw from that stream, so `step` never needs a fresh key per env and per step
     (`uses_step_key = False`: callers may pass one shared key). A threefry split per env and step would cost more
     than the whole trading step on a CPU.
+
+    With a synthetic bank (`bank`, static: it sets the params' shapes) `refreshes_data` is True and the learner
+    calls `refresh(key, params)` before each rollout; an episode start then costs two more hashes and a select,
+    and a step does no work that grows with the bank.
     """
 
     uses_step_key = False
 
     def __init__(self, window: int = 32, num_features: int = 8, exec_lag: int = 0,
-                 action_grid: tuple[float, ...] | None = None):
+                 action_grid: tuple[float, ...] | None = None, bank: SyntheticBank | None = None):
         super().__init__()
         if exec_lag < 0:
             raise ValueError(f"exec_lag must be >= 0, got {exec_lag}")
@@ -82,11 +133,43 @@ class PositionEnv(environment.Environment):
         self.num_features = int(num_features)
         self.exec_lag = int(exec_lag)
         self.action_grid = None if action_grid is None else tuple(float(a) for a in action_grid)
+        self.bank = bank
         self.log_keys = tuple(f"reward/{term}" for term in REWARD_TERMS) + ("strategy_return", "realized_exposure")
 
+    # ---- synthetic bank (static layout) -------------------------------------------------------------------
+    @property
+    def refreshes_data(self) -> bool:
+        """PPO calls `refresh` at the start of every update when True: only with a synthetic bank."""
+        return self.bank is not None
+
+    @property
+    def segment_offset(self) -> int:
+        """Row of a segment at which its episode starts: the first with `window` rows of defined features."""
+        return FEATURE_LOOKBACK + self.window - 1
+
+    @property
+    def segment_len(self) -> int:
+        return self.segment_offset + self.bank.episode_len + 1
+
+    @property
+    def bank_rows(self) -> int:
+        return self.bank.generations * self.bank.num_segments * self.segment_len
+
+    def with_bank(self, bank: SyntheticBank | None) -> "PositionEnv":
+        """The same environment with (or, given None, without) a synthetic bank."""
+        return PositionEnv(self.window, self.num_features, self.exec_lag, self.action_grid, bank)
+
     # ---- construction -------------------------------------------------------------------------------------
-    def params_for_train(self, market: MarketData, **numbers: Any) -> PositionParams:
-        """Params whose episodes are random windows of the train split."""
+    def params_for_train(self, market: MarketData, *, generator_params: Any = None, synthetic_fraction: float = 1.0,
+                         bank_key=None, **numbers: Any) -> PositionParams:
+        """Params whose episodes are random windows of the train split.
+
+        With a synthetic bank (`self.bank`), also the fitted `generator_params` (fit them on the train split only:
+        `jaxrl.synth.fit_generator`), the share of synthetic episodes `synthetic_fraction`, and `bank_key` (a PRNG
+        key or an int seed) for the first generation of paths, which the params are built with.
+        """
+        if self.bank is None and generator_params is not None:
+            raise ValueError("generator_params given to an env without a synthetic bank (PositionEnv(bank=...))")
         split = market.split
         episode_len = int(numbers.pop("episode_len", 252))
         start_high = split.train_end - episode_len
@@ -95,7 +178,7 @@ class PositionEnv(environment.Environment):
                 f"{market.path}: episode_len {episode_len} does not fit the train split "
                 f"(bars {split.train_start}..{split.train_end}, {split.train_end - split.train_start} decisions)"
             )
-        return PositionParams(
+        params = PositionParams(
             returns=market.arrays.returns,
             features=market.arrays.features,
             start_low=split.train_start,
@@ -103,6 +186,86 @@ class PositionEnv(environment.Environment):
             episode_len=episode_len,
             **{k: float(v) for k, v in numbers.items()},
         )
+        if self.bank is None:
+            return params
+        return self._with_bank(params, market, episode_len, generator_params, synthetic_fraction, bank_key)
+
+    def _with_bank(self, params: PositionParams, market: MarketData, episode_len: int, generator_params: Any,
+                   fraction: float, bank_key) -> PositionParams:
+        if generator_params is None:
+            raise ValueError("an env with a synthetic bank needs generator_params (jaxrl.synth.fit_generator)")
+        if episode_len > self.bank.episode_len:
+            raise ValueError(f"episode_len {episode_len} does not fit the synthetic bank's segments "
+                             f"(built for episodes of at most {self.bank.episode_len} decisions)")
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError(f"synthetic_fraction must lie in [0, 1], got {fraction}")
+        if market.arrays.features.shape[1] != self.num_features:
+            raise ValueError(f"{market.path}: {market.arrays.features.shape[1]} features, env expects "
+                             f"{self.num_features}")
+        num_bars = int(market.arrays.returns.shape[0])
+        rows = self.bank_rows
+        synthetic = SyntheticParams(
+            fraction=jnp.asarray(fraction, jnp.float32),
+            bank_start=jnp.asarray(num_bars, jnp.int32),
+            generation=jnp.asarray(-1, jnp.int32),  # the first refresh below writes generation 0 into slot 0
+            generator=generator_params,
+            feature_mean=jnp.asarray(market.feature_mean, jnp.float32),
+            feature_std=jnp.asarray(market.feature_std, jnp.float32),
+        )
+        params = params.replace(
+            returns=jnp.concatenate([params.returns, jnp.zeros((rows,), params.returns.dtype)]),
+            features=jnp.concatenate([params.features, jnp.zeros((rows, self.num_features), params.features.dtype)]),
+            synthetic=synthetic,
+        )
+        if bank_key is None:
+            bank_key = 0
+        if isinstance(bank_key, int):
+            bank_key = jax.random.PRNGKey(bank_key)
+        static = (self.window, self.num_features, self.bank)  # all that `refresh` depends on besides its arguments
+        if static not in _REFRESH:
+            _REFRESH[static] = jax.jit(self.refresh)
+        return _REFRESH[static](bank_key, params)
+
+    # ---- synthetic bank (in the graph) --------------------------------------------------------------------
+    def refresh(self, key, params: PositionParams) -> PositionParams:
+        """Generate `num_segments` fresh paths from `key` and the fitted generator into the next slot of the bank.
+
+        Pure: the new params depend only on (key, params). Features are computed in the graph
+        (`causal_features_jax`) and normalised with the real train split's statistics; only bank rows are written.
+        """
+        if self.bank is None:
+            return params
+        from jaxrl.synth.generators import sample_market  # here, not at import: jaxrl.synth imports this module
+
+        synthetic = params.synthetic
+        returns, features = sample_market(key, self.bank.generator, synthetic.generator, synthetic.feature_mean,
+                                          synthetic.feature_std, self.bank.num_segments, self.segment_len)
+        generation = synthetic.generation + 1
+        slot = generation % self.bank.generations
+        row = synthetic.bank_start + slot * (self.bank.num_segments * self.segment_len)
+        new_returns = jax.lax.dynamic_update_slice(
+            params.returns, returns.reshape(-1).astype(params.returns.dtype), (row,))
+        new_features = jax.lax.dynamic_update_slice(
+            params.features, features.reshape(-1, self.num_features).astype(params.features.dtype),
+            (row, jnp.zeros((), row.dtype)))
+        return params.replace(returns=new_returns, features=new_features,
+                              synthetic=synthetic.replace(generation=generation))
+
+    def synthetic_start(self, segment, params: PositionParams):
+        """Decision bar at which an episode on segment `segment` of the newest slot starts."""
+        synthetic = params.synthetic
+        slot = synthetic.generation % self.bank.generations
+        index = slot * self.bank.num_segments + segment
+        return synthetic.bank_start + index * self.segment_len + self.segment_offset
+
+    def _choose_start(self, real_start, bits, params: PositionParams):
+        """With a bank: the synthetic start instead of `real_start` with probability `fraction`, from the 32
+        random bits `bits` of this episode (hashed again, so independent of the bits that chose `real_start`)."""
+        choice = mix32(bits ^ jnp.uint32(0x9E3779B9))
+        uniform = (choice >> 8).astype(jnp.float32) * (1.0 / (1 << 24))  # in [0, 1)
+        segment = (mix32(choice) % jnp.uint32(self.bank.num_segments)).astype(jnp.int32)
+        synthetic = uniform < params.synthetic.fraction
+        return jnp.where(synthetic, self.synthetic_start(segment, params), real_start)
 
     @property
     def default_params(self) -> PositionParams:
@@ -123,6 +286,9 @@ class PositionEnv(environment.Environment):
     def reset_env(self, key, params: PositionParams):
         start_key, stream_key = jax.random.split(key)
         start = jax.random.randint(start_key, (), params.start_low, params.start_high + 1)
+        if self.bank is not None:
+            bits = jax.random.bits(jax.random.fold_in(start_key, 1), (), jnp.uint32)
+            start = self._choose_start(start, bits, params)
         state = self.initial_state(start, params, jax.random.bits(stream_key, (), jnp.uint32))
         return self.get_obs(state, params), state
 
@@ -199,7 +365,10 @@ class PositionEnv(environment.Environment):
         truncated = self.is_truncated(stepped, params)
         done = jnp.logical_or(terminated, truncated)
         span = jnp.asarray(params.start_high - params.start_low + 1).astype(jnp.uint32)
-        start = params.start_low + (mix32(stepped.rng) % span).astype(jnp.int32)
+        bits = mix32(stepped.rng)
+        start = params.start_low + (bits % span).astype(jnp.int32)
+        if self.bank is not None:
+            start = self._choose_start(start, bits, params)
         restart = self.initial_state(start, params, stepped.rng + jnp.uint32(1))
         state = jax.tree.map(lambda fresh, old: jnp.where(done, fresh, old), restart, stepped)
         info = {**info, "terminated": terminated, "truncated": truncated,

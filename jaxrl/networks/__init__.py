@@ -16,10 +16,10 @@ from jaxrl.networks.backbones import (
     make_backbone,
     param_count,
 )
-from jaxrl.networks.torso import Torso, torso_from_config
+from jaxrl.networks.torso import Torso, TorsoSpec, torso_from_config, torso_spec
 
 __all__ = [
     "ACTIVATIONS", "BACKBONES", "NORMS", "SEQUENCE_BACKBONES", "TCN", "CausalConv", "CausalTimeMixing",
-    "ITransformer", "MLPBackbone", "PriceCausalMixer", "Torso", "backbone_settings", "freeze_kwargs",
-    "make_backbone", "param_count", "torso_from_config",
+    "ITransformer", "MLPBackbone", "PriceCausalMixer", "Torso", "TorsoSpec", "backbone_settings", "freeze_kwargs",
+    "make_backbone", "param_count", "torso_from_config", "torso_spec",
 ]

@@ -1,12 +1,13 @@
 """`Torso`: the agents' observation encoder for windowed trading observations.
 
-A `position` observation is the flat vector [features of bars t-W+1..t (W*F values, bar-major), book values]. The
+A `position` observation is the flat vector [book values, features of bars t-W+1..t (W*F values, bar-major)]. The
 torso reshapes the window to (W, F), runs a backbone on it, appends the book values (exposure, drawdown) to the
 embedding and mixes them with a small MLP, so the policy's decision can depend on the book nonlinearly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -19,7 +20,7 @@ TORSO_KEYS = ("head_hidden", "head_activation")  # settings in a network config 
 
 
 class Torso(nn.Module):
-    """Flat observation (..., W*F + extra) -> embedding (..., head_hidden[-1]) (or embed_dim + extra if no head).
+    """Flat observation (..., extra + W*F) -> embedding (..., head_hidden[-1]) (or embed_dim + extra if no head).
 
     `backbone_kwargs` is a tuple of (key, value) pairs (see `freeze_kwargs`), so the module stays hashable.
     """
@@ -37,8 +38,9 @@ class Torso(nn.Module):
         if obs.shape[-1] < size:
             raise ValueError(f"observation has {obs.shape[-1]} values; the window needs {self.window} x "
                              f"{self.num_features} = {size}")
-        window = obs[..., :size].reshape(obs.shape[:-1] + (self.window, self.num_features))
-        extra = obs[..., size:]
+        # The trading envs' layout: book values first, then the W x F window (row-major, oldest bar first).
+        extra = obs[..., : obs.shape[-1] - size]
+        window = obs[..., obs.shape[-1] - size:].reshape(obs.shape[:-1] + (self.window, self.num_features))
         cls, settings = backbone_settings(self.backbone, dict(self.backbone_kwargs))
         net = cls(**settings, name="backbone")  # params["backbone"]: the same tree `make_backbone(...).init` makes
         embedding = net(window, deterministic=deterministic)
@@ -61,3 +63,26 @@ def torso_from_config(network: Mapping[str, Any], window: int, num_features: int
     backbone_settings(name, settings)  # fail early, at build time, on an unknown backbone or setting
     return Torso(backbone=name, window=int(window), num_features=int(num_features),
                  backbone_kwargs=freeze_kwargs(settings), **torso)
+
+
+@dataclasses.dataclass(frozen=True)
+class TorsoSpec:
+    """A hashable recipe for a Torso, so learners can build one actor and one critic torso from it."""
+
+    backbone: str
+    window: int
+    num_features: int
+    backbone_kwargs: tuple[tuple[str, Any], ...] = ()
+    head_hidden: tuple[int, ...] = (64,)
+    head_activation: str = "tanh"
+
+    def build(self, name: str | None = None) -> Torso:
+        return Torso(self.backbone, self.window, self.num_features, self.backbone_kwargs, self.head_hidden,
+                     self.head_activation, name=name)
+
+
+def torso_spec(network: Mapping[str, Any], window: int, num_features: int) -> TorsoSpec:
+    """The TorsoSpec of a `hydra_conf/network/*.yaml` mapping (validated now, not at trace time)."""
+    torso = torso_from_config(network, window, num_features)
+    return TorsoSpec(torso.backbone, torso.window, torso.num_features, torso.backbone_kwargs,
+                     tuple(torso.head_hidden), torso.head_activation)

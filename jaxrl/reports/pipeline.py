@@ -26,7 +26,9 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -
     window = experiment.learner.gate.window
     plot_backtest(
         Path(result["out_dir"]), series["dates"], series["strategy_returns"], series["exposures"],
-        np.asarray(market.arrays.returns)[window.start + 1: window.start + 1 + window.length],
+        # the buy-and-hold line: the instrument, or a basket's equal-weight benchmark
+        np.asarray(getattr(market, "benchmark_returns", market.arrays.returns))[
+            window.start + 1: window.start + 1 + window.length],
         float(cfg.gate.threshold), market.periods_per_year, int(cfg.gate.window),
         title=f"{market.symbol} {cfg.env.name}/{cfg.agent.name} seed {cfg.seed} (gate window)",
     )
@@ -35,7 +37,9 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -
     registry = Registry(cfg.registry.root)
     record["attempt_id"] = new_attempt_id(record["symbol"], record["env"], record["agent"], record["network"],
                                           record["seed"])
-    written = registry.record_attempt(record, params)
+    # GATE_SPEC: a candidate must pass on real market data. Generated data (e.g. the funding generator) records
+    # the attempt but can never register a model.
+    written = registry.record_attempt(record, params if record["gate"]["real_data"] else None)
     record["candidate_id"] = written["candidate_id"]
     write_quality_reports(registry, written, record["quality"])
     write_scoreboard(registry)

@@ -1,0 +1,402 @@
+"""Launch files: SkyPilot task YAMLs against SkyPilot's schema, what their scripts really run, the Hydra launcher
+configs, launch/vast.sh and the multi-node environment parsing. Nothing here rents or starts anything."""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from jaxrl.experiment import PROJECT_ROOT
+
+LAUNCH = PROJECT_ROOT / "launch"
+CONF = PROJECT_ROOT / "hydra_conf"
+SKY_FILES = ["train.sky.yaml", "combos.sky.yaml", "managed_combos.sky.yaml"]
+
+# ---- SkyPilot's task schema, the part these files use --------------------------------------------------------------
+# Transcribed from skypilot-org/skypilot sky/utils/schemas.py (get_task_schema, get_resources_schema,
+# _get_single_resources_schema, get_storage_schema) and docs/source/reference/yaml-spec.rst. Fields not listed are
+# rejected (SkyPilot's schemas set additionalProperties: False), so a misspelt field fails here as it would there.
+SKY_CLOUDS = ["aws", "azure", "gcp", "ibm", "lambda", "scp", "oci", "kubernetes", "runpod", "vast", "vsphere",
+              "cudo", "fluidstack", "paperspace", "do", "nebius", "ssh", "hyperbolic"]
+SIZE = {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGTP]B?)?$"}, {"type": "integer"}]}
+SINGLE_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "cloud": {"type": "string", "case_insensitive_enum": SKY_CLOUDS},
+        "region": {"type": "string"},
+        "zone": {"type": "string"},
+        "infra": {"type": "string"},
+        "cpus": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+        "memory": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+        "accelerators": {"anyOf": [{"type": "string"},
+                                   {"type": "object", "additionalProperties": {"anyOf": [{"type": "null"},
+                                                                                          {"type": "number"}]}},
+                                   {"type": "array", "items": {"type": "string"}}]},
+        "instance_type": {"type": "string"},
+        "use_spot": {"type": "boolean"},
+        "job_recovery": {"anyOf": [
+            {"type": "string"},
+            {"type": "object", "additionalProperties": False, "properties": {
+                "strategy": {"anyOf": [{"type": "string", "case_insensitive_enum": ["FAILOVER",
+                                                                                    "EAGER_NEXT_REGION"]},
+                                       {"type": "null"}]},
+                "max_restarts_on_errors": {"type": "integer", "minimum": 0},
+                "recover_on_exit_codes": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 255},
+                                                    {"type": "array", "items": {"type": "integer"}}]},
+            }},
+        ]},
+        "disk_size": SIZE,
+        "disk_tier": {"type": "string"},
+        "network_tier": {"type": "string"},
+        "ports": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "array"}, {"type": "null"}]},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "image_id": {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "null"}]},
+        "autostop": {"anyOf": [{"type": "boolean"}, {"type": "integer"}, {"type": "string"}, {"type": "object"}]},
+        "max_hourly_cost": {"type": "number"},
+    },
+}
+RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {**SINGLE_RESOURCES["properties"],
+                   "any_of": {"type": "array", "items": SINGLE_RESOURCES},
+                   "ordered": {"type": "array", "items": SINGLE_RESOURCES}},
+}
+STORAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "source": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "store": {"type": "string", "case_insensitive_enum": ["s3", "gcs", "azure", "r2", "ibm", "oci", "nebius",
+                                                              "coreweave", "volume"]},
+        "persistent": {"type": "boolean"},
+        "mode": {"type": "string", "case_insensitive_enum": ["MOUNT", "COPY", "MOUNT_CACHED"]},
+        "config": {"type": "object"},
+    },
+}
+TASK = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "workdir": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "num_nodes": {"type": "integer"},
+        "resources": RESOURCES,
+        "file_mounts": {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, STORAGE]}},
+        "setup": {"type": "string"},
+        "run": {"type": "string"},
+        "envs": {"type": "object", "additionalProperties": False,
+                 "patternProperties": {r"^[a-zA-Z_][a-zA-Z0-9_]*$": {"type": ["string", "null"]}}},
+        "secrets": {"type": "object"},
+        "config": {"type": "object"},
+        "volumes": {"type": "object"},
+        "event_callback": {"type": "string"},
+    },
+}
+
+TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is_type(value, name):
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, TYPES[name])
+
+
+def schema_errors(value, schema, path="$"):
+    """The ways `value` breaks `schema` (a JSON-schema subset: type, properties, additionalProperties,
+    patternProperties, items, anyOf, enum / case_insensitive_enum, pattern, minimum, maximum)."""
+    if "anyOf" in schema:
+        branches = [schema_errors(value, option, path) for option in schema["anyOf"]]
+        return [] if any(not b for b in branches) else [f"{path}: matches none of {len(branches)} options: "
+                                                        + "; ".join(e for b in branches for e in b[:1])]
+    errors = []
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_is_type(value, kind) for kind in kinds):
+            return [f"{path}: {value!r} is not of type {'/'.join(kinds)}"]
+    if "case_insensitive_enum" in schema and str(value).lower() not in [v.lower() for v in
+                                                                       schema["case_insensitive_enum"]]:
+        errors.append(f"{path}: {value!r} not one of {schema['case_insensitive_enum']}")
+    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
+        errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    if "minimum" in schema and _is_type(value, "number") and value < schema["minimum"]:
+        errors.append(f"{path}: {value} < {schema['minimum']}")
+    if "maximum" in schema and _is_type(value, "number") and value > schema["maximum"]:
+        errors.append(f"{path}: {value} > {schema['maximum']}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        patterns = schema.get("patternProperties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if key in properties:
+                errors += schema_errors(item, properties[key], where)
+                continue
+            matched = [p for p in patterns if re.search(p, str(key))]
+            for pattern in matched:
+                errors += schema_errors(item, patterns[pattern], where)
+            if matched:
+                continue
+            if extra is False:
+                errors.append(f"{where}: unknown field")
+            elif isinstance(extra, dict):
+                errors += schema_errors(item, extra, where)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
+    return errors
+
+
+def test_the_schema_checker_catches_what_skypilot_would_reject():
+    good = {"name": "x", "resources": {"use_spot": True, "any_of": [{"cloud": "vast", "accelerators": "A10:1"}]},
+            "envs": {"A": "1", "B": None}, "file_mounts": {"/o": {"source": "s3://b", "mode": "MOUNT_CACHED"}}}
+    assert schema_errors(good, TASK) == []
+    for bad, words in (({"resources": {"use_spot": "yes"}}, "use_spot"),
+                       ({"resources": {"spot_recovery": "failover"}}, "unknown field"),
+                       ({"resources": {"any_of": [{"cloud": "vastai"}]}}, "vastai"),
+                       ({"envs": {"FRACTION": 0.9}}, "FRACTION"),
+                       ({"file_mounts": {"/o": {"source": "s3://b", "mode": "SYNC"}}}, "SYNC"),
+                       ({"resources": {"job_recovery": {"strategy": "FAILOVER", "max_restarts_on_errors": -1}}},
+                        "max_restarts_on_errors"),
+                       ({"nodes": 2}, "unknown field")):
+        errors = schema_errors(bad, TASK)
+        assert errors and words in " ".join(errors), (bad, errors)
+
+
+def sky_task(name):
+    with open(LAUNCH / name) as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.mark.parametrize("name", SKY_FILES)
+def test_sky_yaml_matches_skypilot_schema_and_has_every_field_we_rely_on(name):
+    task = sky_task(name)
+    assert schema_errors(task, TASK) == []
+    assert isinstance(task["name"], str) and task["workdir"] == "."
+    resources = task["resources"]
+    assert isinstance(resources["disk_size"], int) and resources["disk_size"] >= 50
+    clouds = [option["cloud"] for option in resources["any_of"]]
+    assert {"vast", "runpod", "lambda"} <= set(clouds) and {"aws", "gcp"} & set(clouds)
+    for option in resources["any_of"]:
+        assert re.fullmatch(r"[A-Za-z0-9-]+:1", option["accelerators"]), option
+    # Results sync back: a bucket mounted at /outputs in a mode that supports appends and renames.
+    outputs = task["file_mounts"]["/outputs"]
+    assert outputs == {"source": "${OUTPUTS}", "mode": "MOUNT_CACHED"}
+    assert "OUTPUTS" in task["envs"] and task["envs"]["OUTPUTS"] is None  # required: sky errors out without it
+    assert 'pip install --quiet -e ".[cuda]"' in task["setup"]
+    assert "SKYPILOT_TASK_ID" in task["run"] and "registry.root=/outputs/registry" in task["run"]
+
+
+def test_managed_job_runs_on_spot_and_recovers():
+    resources = sky_task("managed_combos.sky.yaml")["resources"]
+    assert resources["use_spot"] is True
+    recovery = resources["job_recovery"]
+    assert recovery["strategy"] in ("FAILOVER", "EAGER_NEXT_REGION")
+    assert isinstance(recovery["max_restarts_on_errors"], int) and recovery["max_restarts_on_errors"] >= 1
+    assert "spot_recovery" not in resources  # the pre-0.6 name
+    lambda_option = next(o for o in resources["any_of"] if o["cloud"] == "lambda")
+    assert lambda_option["use_spot"] is False  # Lambda has no spot instances: an on-demand fallback
+
+
+@pytest.mark.parametrize("name", SKY_FILES)
+def test_sky_scripts_parse_as_bash(name, tmp_path):
+    task = sky_task(name)
+    for part in ("setup", "run"):
+        script = tmp_path / f"{part}.sh"
+        script.write_text(task[part])
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, (name, part, result.stderr)
+        if shutil.which("shellcheck"):
+            checked = subprocess.run(["shellcheck", "-s", "bash", "-S", "warning", str(script)],
+                                     capture_output=True, text=True)
+            assert checked.returncode == 0, (name, part, checked.stdout)
+
+
+def _fake_executable(path, record):
+    """An executable that appends its arguments (one JSON list per call) to `record` and succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/usr/bin/env bash\nprintf "%s\\0" "$@" >> "{record}"\nprintf "\\n" >> "{record}"\n')
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def _calls(record):
+    if not record.exists():
+        return []
+    return [chunk.rstrip("\0").split("\0") for chunk in record.read_text().split("\0\n") if chunk.strip()]
+
+
+def _run_script(task, tmp_path, **env):
+    """Run a task's `run:` with SkyPilot's variables and its envs' defaults; `python` only records its argv."""
+    home, record = tmp_path / "home", tmp_path / "python-calls"
+    _fake_executable(home / "jaxrl-venv" / "bin" / "python", record)
+    variables = {k: v for k, v in task["envs"].items() if v is not None}
+    variables.update(OUTPUTS="s3://bucket", SKYPILOT_TASK_ID="sky-managed-2026-01-01-00-00-00-000000_job_7-0",
+                     HOME=str(home), PATH=os.environ["PATH"], **env)
+    result = subprocess.run(["bash", "-c", task["run"]], env=variables, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return _calls(record)
+
+
+def _compose(config_name, overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=[o for o in overrides if not o.startswith("hydra.")])
+
+
+def test_train_task_resumes_a_run_dir_named_by_the_task_id(tmp_path):
+    task = sky_task("train.sky.yaml")
+    (call,) = _run_script(task, tmp_path)
+    assert call[:2] == ["-m", "jaxrl.train"]
+    assert "hydra.run.dir=/outputs/runs/sky-managed-2026-01-01-00-00-00-000000_job_7-0" in call
+    assert "run.resume=true" in call
+    cfg = _compose("config", call[2:])  # the overrides the task passes are valid for jaxrl.train
+    assert cfg.run.resume is True and cfg.registry.root == "/outputs/registry" and cfg.data.symbol == "SPY"
+    (call,) = _run_script(task, tmp_path / "named", RUN_NAME="btc-5m", OVERRIDES="data=btc seed=2")
+    assert "hydra.run.dir=/outputs/runs/btc-5m" in call
+    assert _compose("config", call[2:]).data.symbol == "BTC"
+
+
+@pytest.mark.parametrize("name", ["combos.sky.yaml", "managed_combos.sky.yaml"])
+def test_combos_tasks_run_the_runner_on_a_stable_runs_dir(name, tmp_path):
+    task = sky_task(name)
+    runner, shown = _run_script(task, tmp_path)
+    assert runner[:2] == ["-m", "jaxrl.combos"] and shown[:2] == ["-m", "jaxrl.status"]
+    runs_dir = "/outputs/combos/sky-managed-2026-01-01-00-00-00-000000_job_7-0"  # the same for every recovery
+    assert f"grid.runs_dir={runs_dir}" in runner and shown[2] == runs_dir
+    cfg = _compose("combos", runner[2:])
+    assert list(cfg.grid.symbols) == ["spy", "qqq", "btc"] and cfg.grid.runs_dir == runs_dir
+    assert cfg.registry.root == "/outputs/registry"
+    (runner, _) = _run_script(task, tmp_path / "named", COMBOS_NAME="grid1")
+    assert "grid.runs_dir=/outputs/combos/grid1" in runner
+
+
+def test_sky_task_from_yaml_when_skypilot_is_installed(tmp_path):
+    sky = pytest.importorskip("sky")
+    for name in SKY_FILES:
+        config = sky_task(name)
+        config["envs"]["OUTPUTS"] = "s3://bucket"
+        task = sky.Task.from_yaml_config(config)
+        assert task.name == config["name"]
+
+
+# ---- Hydra launchers -------------------------------------------------------------------------------------------------
+def test_hydra_launcher_configs_name_the_plugins_and_the_jax_memory_settings():
+    slurm = yaml.safe_load((CONF / "hydra" / "launcher" / "submitit_slurm.yaml").read_text())
+    assert slurm["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert slurm["gpus_per_node"] == 1 and slurm["tasks_per_node"] == 1 and isinstance(slurm["timeout_min"], int)
+    assert slurm["partition"] == "???" and "submitit_folder" in slurm  # a placeholder the user must fill
+    setup = slurm["setup"]
+    assert "export XLA_PYTHON_CLIENT_PREALLOCATE=false" in setup
+    assert any(re.fullmatch(r"export XLA_PYTHON_CLIENT_MEM_FRACTION=0?\.\d+", line) for line in setup)
+
+    ray = yaml.safe_load((CONF / "hydra" / "launcher" / "ray.yaml").read_text())
+    assert ray["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    remote = ray["ray"]["remote"]
+    assert remote["num_gpus"] == 1 and "address" in ray["ray"]["init"]
+    env_vars = remote["runtime_env"]["env_vars"]
+    assert env_vars["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert 0 < float(env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"]) <= 1
+    assert all(isinstance(v, str) for v in env_vars.values())  # process environments are strings
+
+    # Hydra finds them as hydra/launcher options of the training config (the plugins are not needed to compose).
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for option, target in (("submitit_slurm", slurm["_target_"]), ("ray", ray["_target_"])):
+            cfg = compose(config_name="config", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
+            assert cfg.hydra.launcher._target_ == target
+
+
+# ---- launch/vast.sh ----------------------------------------------------------------------------------------------
+def _vast(tmp_path, *args, **env):
+    bin_dir, record = tmp_path / "bin", tmp_path / "vastai-calls"
+    _fake_executable(bin_dir / "vastai", record)
+    variables = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), **env}
+    result = subprocess.run(["bash", str(LAUNCH / "vast.sh"), *args], env=variables, capture_output=True,
+                            text=True, timeout=60, cwd=PROJECT_ROOT)
+    return result, _calls(record)
+
+
+def test_vast_script_parses_prints_usage_and_drives_the_cli(tmp_path):
+    assert subprocess.run(["bash", "-n", str(LAUNCH / "vast.sh")]).returncode == 0
+    if shutil.which("shellcheck"):
+        checked = subprocess.run(["shellcheck", str(LAUNCH / "vast.sh")], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout
+    assert os.access(LAUNCH / "vast.sh", os.X_OK)
+
+    result, calls = _vast(tmp_path, "--help")
+    assert result.returncode == 0 and calls == []  # usage without touching vastai
+    for command in ("search", "create", "setup", "train", "combos", "status", "download", "destroy"):
+        assert re.search(rf"^\s+{command}\b", result.stdout, re.M), command
+    result, calls = _vast(tmp_path, "launch-a-rocket")
+    assert result.returncode == 2 and "unknown command" in result.stderr and calls == []
+    result, calls = _vast(tmp_path, "destroy", "not-a-number")
+    assert result.returncode != 0 and calls == []
+
+    result, calls = _vast(tmp_path, "search", "gpu_name=H100_SXM num_gpus=1")
+    assert result.returncode == 0 and calls == [["search", "offers", "gpu_name=H100_SXM num_gpus=1", "-o", "dph+"]]
+    result, calls = _vast(tmp_path / "bid", "create", "123", VAST_BID="0.25", VAST_IMAGE="img:1")
+    assert result.returncode == 0, result.stderr
+    (call,) = calls
+    assert call[:3] == ["create", "instance", "123"] and call[call.index("--image") + 1] == "img:1"
+    assert call[call.index("--bid_price") + 1] == "0.25" and "--ssh" in call
+    result, calls = _vast(tmp_path / "destroy", "destroy", "42")
+    assert result.returncode == 0 and calls == [["destroy", "instance", "42"]]
+
+
+# ---- launch/distributed_env.py -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def distributed_env():
+    spec = importlib.util.spec_from_file_location("distributed_env", LAUNCH / "distributed_env.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_distributed_args_from_skypilot_variables(distributed_env):
+    args = distributed_env.distributed_args
+    assert args({}) is None  # not under SkyPilot
+    assert args({"SKYPILOT_NODE_RANK": "0", "SKYPILOT_NODE_IPS": "10.0.0.1\n", "SKYPILOT_NUM_NODES": "1"}) is None
+    env = {"SKYPILOT_NODE_RANK": "2", "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2\n10.0.0.3\n",
+           "SKYPILOT_NUM_NODES": "3"}
+    assert args(env) == {"coordinator_address": "10.0.0.1:8476", "num_processes": 3, "process_id": 2}
+    assert args({**env, "JAXRL_COORDINATOR_PORT": "1234"})["coordinator_address"] == "10.0.0.1:1234"
+    assert args(env, port=9999)["coordinator_address"] == "10.0.0.1:9999"
+    no_count = {k: v for k, v in env.items() if k != "SKYPILOT_NUM_NODES"}
+    assert args(no_count)["num_processes"] == 3  # counted from the IP list
+    for broken, words in (({**env, "SKYPILOT_NUM_NODES": "4"}, "lists 3 addresses"),
+                          ({**env, "SKYPILOT_NODE_RANK": "3"}, "outside 0..2"),
+                          ({**env, "SKYPILOT_NODE_RANK": "x"}, "not integers")):
+        with pytest.raises(ValueError, match=words):
+            args(broken)
+
+
+def test_initialize_from_skypilot_calls_initialize_only_for_several_nodes(distributed_env):
+    seen = []
+
+    def fake_initialize(**kwargs):
+        seen.append(kwargs)
+
+    single = {"SKYPILOT_NODE_RANK": "0", "SKYPILOT_NODE_IPS": "10.0.0.1", "SKYPILOT_NUM_NODES": "1"}
+    assert distributed_env.initialize_from_skypilot(single, initialize=fake_initialize) is None and seen == []
+    pair = {"SKYPILOT_NODE_RANK": "1", "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2", "SKYPILOT_NUM_NODES": "2"}
+    returned = distributed_env.initialize_from_skypilot(pair, initialize=fake_initialize)
+    assert seen == [returned] == [{"coordinator_address": "10.0.0.1:8476", "num_processes": 2, "process_id": 1}]
+
+
+def test_distributed_wrapper_runs_a_module_on_one_node(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
+    result = subprocess.run([sys.executable, str(LAUNCH / "distributed_env.py"), "-m", "json.tool", "--compact"],
+                            input=json.dumps({"a": 1}), capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == '{"a":1}'
