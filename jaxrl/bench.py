@@ -22,7 +22,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -283,6 +283,26 @@ def bench_learner(bench: Bench, name: str, learner) -> list[Record]:
 @benchmark("ppo/position")
 def ppo_position(bench: Bench) -> list[Record]:
     return bench_learner(bench, "ppo/position", bench.experiment().learner)
+
+
+@benchmark("offline")
+def offline_learners(bench: Bench) -> list[Record]:
+    """Samples/s of every offline learner (hydra_conf/agent/<algo>.yaml, labeler trend_following) on the position
+    env: `20 * ppo_updates` updates in one compiled scan, no validation backtests; the dataset build is not timed.
+    Command-line `agent.*` overrides are PPO's and are left out here."""
+    from jaxrl.offline import ALGORITHMS, bench_offline
+
+    not_agent = tuple(o for o in bench.overrides if not o.lstrip("+~").startswith("agent."))
+    context = replace(bench, overrides=not_agent, _experiments={})
+    updates = 20 * bench.ppo_updates
+    records = []
+    for algo in sorted(ALGORITHMS):
+        learner = context.experiment([f"agent={algo}"]).learner
+        updates_per_s, compile_s = bench_offline(learner, updates, bench.seed, bench.repeats)
+        records.append(bench.record(f"offline/{algo}", 1, updates * learner.steps_per_update, compile_s,
+                                    updates / updates_per_s, updates=updates, updates_per_s=updates_per_s,
+                                    batch_size=learner.config.batch_size, transitions=learner.num_transitions))
+    return records
 
 
 # ---- report --------------------------------------------------------------------------------------------------------

@@ -30,9 +30,14 @@ EVALUATIONS_FILE = "evaluations.jsonl"
 
 
 def json_scalars(tree: dict[str, Any], index: int) -> dict[str, float | None]:
-    """Row `index` of a dict of arrays as JSON-ready floats; NaN (nothing measured yet) becomes None."""
-    row = {name: float(np.asarray(values)[index]) for name, values in tree.items()}
-    return {name: (value if np.isfinite(value) else None) for name, value in row.items()}
+    """Row `index` of a dict of arrays as JSON-ready floats (lists for a population); NaN becomes None."""
+    row = {}
+    for name, values in tree.items():
+        value = np.asarray(values)[index].astype(np.float64)
+        # one float, or one per population member; NaN becomes None
+        row[name] = float(value) if value.ndim == 0 and np.isfinite(value) else (
+            None if value.ndim == 0 else [float(v) if np.isfinite(v) else None for v in value])
+    return row
 
 
 def _truncate_jsonl(path: Path, rows: int) -> None:

@@ -25,6 +25,9 @@ from jaxrl.envs import is_trading_env, make_env
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
+from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
+from jaxrl.offline import make_offline_learner, oracle_notice
+from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
@@ -90,21 +93,28 @@ class Experiment:
     market: MarketData | None
     env: Any
     env_params: Any
-    learner: PPO
+    learner: Any  # PPO, or an offline learner (jaxrl.offline)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Experiment":
         env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
         agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
-        if agent_cfg.pop("name") != "ppo":
-            raise ValueError(f"unknown agent {cfg.agent.name!r}; available: ppo")
+        agent = agent_cfg.pop("name")
+        if agent != "ppo" and agent not in OFFLINE_AGENTS:
+            raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
-        env, env_params = make_env(env_cfg, market)
+        synthetic = synthetic_settings(cfg) if market is not None else None
+        env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
         gate = validation = None
         if market is not None:
             gate = gate_setup(market, int(cfg.gate.window))
             validation = validation_setup(market, int(cfg.gate.window))
+        if agent in OFFLINE_AGENTS:  # learned from a labeler dataset (cfg.labeler) or agent.dataset_path
+            labeler_cfg = OmegaConf.to_container(cfg.labeler, resolve=True) if cfg.get("labeler") else None
+            learner = make_offline_learner({"name": agent, **agent_cfg}, labeler_cfg, env, env_params, gate,
+                                           validation, selection, int(cfg.seed), env_cfg=env_cfg, market=market)
+            return cls(cfg, market, env, env_params, learner)
         torso = None
         if market is not None:  # windowed trading observations: the network group's backbone
             network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
@@ -151,29 +161,50 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
     steps_per_update = learner.steps_per_update
+    offline = hasattr(learner, "dataset_metadata")
     say = print if verbose else (lambda *a, **k: None)
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
-        f"{learner.num_updates} updates x {steps_per_update} env steps, validation every {period} updates, "
-        f"on {jax.devices()[0].platform}")
+        f"{learner.num_updates} updates x {steps_per_update} {'samples' if offline else 'env steps'}, "
+        f"validation every {period} updates, on {jax.devices()[0].platform}")
+    if offline and oracle_notice(learner):
+        say(f"WARNING     {oracle_notice(learner)}")
 
     def on_chunk(done, total, metrics, history, state, timings):
         rate = (done - timings["resumed_from_period"]) * period * steps_per_update / max(timings["run_s"], 1e-9)
         eta = (total - done) * period * steps_per_update / max(rate, 1e-9)
+        shown = next(name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics)
         line = f"  [{done * period:>5}/{total * period}] {done * period * steps_per_update:>11,d} steps  " \
-               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  reward {float(metrics['reward_mean'][-1]):+.4f}"
+               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  {shown.split('_')[0]} {_median(metrics[shown][-1]):+.4f}"
         if history:
             selection = state["selection"]
-            line += f"  val {float(history[learner.selection.metric][-1]):+.3f}  best " \
-                    f"{float(selection.best_score):+.3f}@{int(selection.best_update)}"
-            if bool(selection.stopped):
-                line += "  FLAT EARLY STOP"
+            line += f"  val {_median(history[learner.selection.metric][-1]):+.3f}  best " \
+                    f"{_median(selection.best_score):+.3f}"
+            if np.ndim(selection.best_update) == 0:
+                line += f"@{int(selection.best_update)}"
+            stopped = np.asarray(selection.stopped)
+            if stopped.any():
+                line += f"  FLAT EARLY STOP ({int(stopped.sum())}/{stopped.size})" if stopped.ndim else \
+                    "  FLAT EARLY STOP"
         say(line, flush=True)
 
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
                                    on_chunk=on_chunk)
     params = learner.chosen_params(state)
-    metrics_rows = read_jsonl(out_dir / METRICS_FILE)
-    evaluations = read_jsonl(out_dir / EVALUATIONS_FILE)
+    evaluated = jax.jit(learner.evaluate_gate)(params) if market is not None else None
+    result = finish_attempt(cfg, experiment, out_dir, params, state["selection"], evaluated,
+                            read_jsonl(out_dir / METRICS_FILE), read_jsonl(out_dir / EVALUATIONS_FILE),
+                            timings, seed=int(cfg.seed))
+    say(result["summary"])
+    return result
+
+
+def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,
+                   metrics_rows: list[dict], evaluations: list[dict], timings: dict, *, seed: int,
+                   member: dict | None = None) -> dict[str, Any]:
+    """Everything after training for one model: gate report, record,
+    checkpoint, plots, registry, quality report and summary."""
+    learner, market = experiment.learner, experiment.market
+    period = learner.selection.eval_every
     result: dict[str, Any] = {"timings": timings, "gate": None, "out_dir": str(out_dir), "record": None,
                               "final": metrics_rows[-1] if metrics_rows else {}}
     record = {
@@ -183,7 +214,8 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
         "env": str(cfg.env.name),
         "agent": str(cfg.agent.name),
         "network": network_name(cfg),
-        "seed": int(cfg.seed),
+        "seed": seed,
+        "member": member,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data_path": market.path if market else None,
         "data_sha256": market.sha256 if market else None,
@@ -191,23 +223,33 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
         "packages": package_versions(),
         "training": training_evidence(metrics_rows, period, market.periods_per_year if market else None),
     }
+    notice = oracle_notice(learner) if hasattr(learner, "dataset_metadata") else None
+    if hasattr(learner, "dataset_metadata"):
+        record["dataset"] = learner.dataset_metadata  # labelers, seed, hashes, behaviour, "oracle"
+        record["oracle"] = bool(notice)
+        if notice:
+            record["warning"] = notice
 
     if market is not None:
-        selection = state["selection"]
-        evaluated = jax.jit(learner.evaluate_gate)(params)
         report = gate_report(
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
-            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
+            exec_lag=cfg.env.exec_lag, cost_bps=(member or {}).get("env.cost_bps", cfg.env.cost_bps),
         )
-        report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": int(cfg.seed),
+        report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": seed,
                        "optimistic": learner.selection.optimistic,
                        "real_data": not bool(getattr(market, "is_synthetic", False))})
+        if member:
+            report["member"] = member
         if not report["real_data"]:
             report["warning"] = ("generated data: this gate value does not judge real market data, so the run can "
                                  "never become a candidate")
         if learner.selection.optimistic:
             report["warning"] = ("OPTIMISTIC: checkpoints were selected on the gate window itself "
                                  "(selection.window=gate); this gate value overstates out-of-sample performance")
+        if "oracle" in record:
+            report["oracle"] = record["oracle"]
+            if notice:
+                report["warning"] = " ".join(filter(None, [report.get("warning"), notice]))
         best_update = int(selection.best_update)
         record["selection"] = {
             **dataclasses.asdict(learner.selection),
@@ -224,6 +266,14 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
         }
         record["validation"] = next((row for row in evaluations if row.get("update") == best_update), None)
         record["history"] = _history_lists(evaluations)
+        if getattr(experiment.env, "bank", None) is not None:  # data.train_source=synthetic|mix: the gap
+            num_paths = int(cfg.data.get("synthetic_paths", 64))
+            gap = jax.jit(lambda p: evaluate_synthetic(
+                experiment.env, experiment.env_params, learner.deterministic_policy(p), held_out_key(seed),
+                num_paths, learner.gate))(params)
+            report["synthetic"] = synthetic_report(gap, experiment.env.bank.generator, num_paths)
+            report["synthetic_real_gap"] = report["synthetic"]["rolling_sharpe_mean"] - report["rolling_sharpe_mean"]
+            record["training"]["synthetic_sharpe"] = report["synthetic"]["sharpe"]
         record["gate"] = report
         write_json_atomic(out_dir / "gate.json", report)
         gate_dates = market.dates[learner.gate.window.start + 1: learner.gate.window.start + 1
@@ -240,10 +290,13 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     from jaxrl.reports.pipeline import after_attempt  # reports import matplotlib: only when a run finishes
 
     after_attempt(cfg, experiment, result, params)
-    summary = summarise(cfg, result)
-    (out_dir / "summary.txt").write_text(summary + "\n")
-    say(summary)
+    result["summary"] = summarise(cfg, result)
+    (out_dir / "summary.txt").write_text(result["summary"] + "\n")
     return result
+
+
+def _median(values) -> float:
+    return float(np.median(np.asarray(values)))
 
 
 def _without_run(config_text: str) -> dict:
@@ -282,6 +335,11 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     ]
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
+    if gate.get("synthetic"):
+        synthetic = gate["synthetic"]
+        lines.append(f"synthetic   rolling_sharpe_mean {synthetic['rolling_sharpe_mean']:+.3f} (std "
+                     f"{synthetic['rolling_sharpe_mean_std']:.3f}) over {synthetic['num_paths']} held-out "
+                     f"{synthetic['generator']} paths; gap to the gate {gate['synthetic_real_gap']:+.3f}")
     if gate.get("warning"):
         lines.append(f"WARNING     {gate['warning']}")
     quality = record.get("quality")

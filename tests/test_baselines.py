@@ -27,7 +27,8 @@ from jaxrl.reference import gate_metrics_np, strategy_returns_np
 from jaxrl.registry import Registry
 
 CONF = PROJECT_ROOT / "hydra_conf"
-INSTRUMENTS = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+# every shipped single instrument (a basket config, `kind: basket`, feeds the portfolio env instead)
+INSTRUMENTS = sorted(p.stem for p in (CONF / "data").glob("*.yaml") if "kind: basket" not in p.read_text())
 ENV_DEFAULTS = yaml.safe_load((CONF / "env" / "position.yaml").read_text())
 Bar = namedtuple("Bar", "bar")
 

@@ -17,7 +17,7 @@ ENV_COUNTS = (1, 8)
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     returned = bench.main([
-        "--quick", "--out", str(out), "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8",
+        "--quick", "--out", str(out), "--only", "env/*", "--only", "ppo/*", "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8",
         "--numpy-steps", "300", "--ppo-updates", "2", "--repeats", "1",
         "--override", "agent.num_envs=4", "--override", "agent.num_steps=8", "--override", "agent.num_minibatches=2",
     ])

@@ -50,7 +50,8 @@ def test_kept_parameters_are_the_best_validation_score(learner, whole_run):
     # Re-evaluating the kept parameters on the validation window reproduces the recorded score exactly.
     again = jax.jit(lambda p: evaluate(learner.env, learner.env_params, learner.deterministic_policy(p),
                                        learner.selection_setup)["metrics"])(whole_run["params"])
-    assert float(again["rolling_sharpe_mean"]) == float(history["rolling_sharpe_mean"][best])
+    # (a separately compiled backtest may differ in the last float32 bit)
+    assert float(again["rolling_sharpe_mean"]) == pytest.approx(float(history["rolling_sharpe_mean"][best]), rel=1e-5)
 
 
 def test_selection_rule_keeps_flat_policies_out():

@@ -20,6 +20,7 @@ from flax import struct
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection
+from jaxrl.networks import TorsoSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,7 @@ class PPOHyper:
 
 def clip_by_global_norm(grads, max_norm):
     """optax.clip_by_global_norm with a traced limit."""
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads) if hasattr(optax, "tree") else optax.global_norm(grads)
     return jax.tree.map(lambda g: jnp.where(norm < max_norm, g, g / norm * max_norm), grads)
 
 
@@ -134,7 +135,8 @@ class PPO:
     """Holds the static pieces; every method is pure and jit-able."""
 
     def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None,
-                 validation: GateSetup | None = None, selection: SelectionConfig | None = None):
+                 validation: GateSetup | None = None, selection: SelectionConfig | None = None,
+                 torso: TorsoSpec | None = None, init_params: Any = None):
         self.config = config
         self.env = env
         self.env_params = env_params
@@ -150,13 +152,17 @@ class PPO:
         self.discrete = hasattr(space, "n")
         action_dim = int(space.n) if self.discrete else int(space.shape[0])
         self.network = ActorCritic(action_dim, self.discrete, tuple(config.hidden), config.activation,
-                                   config.init_log_std)
+                                   config.init_log_std, torso)
         self.optimizer = optax.scale_by_adam(eps=1e-5)  # clipping and the learning rate are applied with traced values
         self.obs_shape = env.observation_space(env_params).shape
         self.has_mask = hasattr(env, "action_mask")
         # Environments with their own random stream (e.g. `position`) need no per-env key split each step.
         self.per_env_keys = bool(getattr(env, "uses_step_key", True))
         self.log_keys = tuple(getattr(env, "log_keys", ()))
+        # Environments whose training data is regenerated in the graph expose `refresh(key, env_params)`.
+        self.refreshes_data = bool(getattr(env, "refreshes_data", False))
+        # Parameters to start from instead of a fresh init, e.g. jaxrl.offline.bc_warm_start (a cloned labeler).
+        self.init_params = init_params
 
     # ---- pieces ---------------------------------------------------------------------------------------------
     def action_mask(self, env_state, env_params):
@@ -179,6 +185,8 @@ class PPO:
         env_params = self.env_params if env_params is None else env_params
         key, net_key, env_key = jax.random.split(key, 3)
         params = self.network.init(net_key, jnp.zeros(self.obs_shape, jnp.float32))
+        if self.init_params is not None:
+            params = jax.tree.map(jnp.asarray, self.init_params)
         env_keys = jax.random.split(env_key, self.config.num_envs)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(env_keys, env_params)
         return Runner(
@@ -260,6 +268,10 @@ class PPO:
     def update(self, runner: Runner):
         """One PPO update: rollout, GAE, epochs x minibatches with KL early stop. Returns (runner, summary)."""
         cfg, hp = self.config, runner.hyper
+        if self.refreshes_data:
+            # e.g. synthetic markets: a fresh bank of paths for this update's episodes, drawn inside the graph
+            refresh_key, key = jax.random.split(runner.key)
+            runner = runner.replace(key=key, env_params=self.env.refresh(refresh_key, runner.env_params))
         (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner)
         advantages, targets = self._advantages(traj, hp)
         progress = runner.update.astype(jnp.float32) / self.num_updates
@@ -369,6 +381,7 @@ class PPO:
 
 
 def make_train(config: PPOConfig, env, env_params, gate: GateSetup | None = None,
-               validation: GateSetup | None = None, selection: SelectionConfig | None = None):
+               validation: GateSetup | None = None, selection: SelectionConfig | None = None,
+               torso: TorsoSpec | None = None):
     """The pure `train(key)` of one PPO run: jit it, or vmap it over keys for several seeds in one compile."""
-    return PPO(config, env, env_params, gate, validation, selection).train
+    return PPO(config, env, env_params, gate, validation, selection, torso).train

@@ -18,8 +18,12 @@ def is_trading_env(name: str) -> bool:
     return name in TRADING_ENVS
 
 
-def make_env(env_cfg: Mapping[str, Any], market=None):
-    """(env, env_params) from an `env/` config. Trading environments need the loaded market data."""
+def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, Any] | None = None):
+    """(env, env_params) from an `env/` config. Trading environments need the loaded market data.
+
+    `synthetic`: `jaxrl.synth.training.synthetic_settings(cfg)`, None for `data.train_source=real`; position only.
+    Training episodes then run on generated paths too (`jaxrl.synth.training.synthetic_position_env`).
+    """
     cfg = dict(env_cfg)
     name = cfg.pop("name")
     if name in TRADING_ENVS and market is None:
@@ -27,6 +31,8 @@ def make_env(env_cfg: Mapping[str, Any], market=None):
     multi = getattr(market, "arrays", None) is not None and market.arrays.returns.ndim == 2
     if name in ("position", "exit") and multi:
         raise ValueError(f"env {name!r} trades one instrument; data {market.symbol} has several")
+    if synthetic is not None and name != "position":
+        raise ValueError(f"data.train_source={synthetic['train_source']!r} needs env=position, not env={name!r}")
     if name == "position":
         grid = cfg.pop("action_grid", None)
         env = PositionEnv(
@@ -35,6 +41,10 @@ def make_env(env_cfg: Mapping[str, Any], market=None):
             exec_lag=int(cfg.pop("exec_lag", 0)),
             action_grid=None if grid is None else tuple(grid),
         )
+        if synthetic is not None:
+            from jaxrl.synth.training import synthetic_position_env  # jaxrl.synth imports this package
+
+            return synthetic_position_env(env, market, **synthetic, **cfg)
         return env, env.params_for_train(market, **cfg)
     if name == "portfolio":
         if getattr(market, "num_assets", None) is None:

@@ -9,7 +9,7 @@ only equity at or below `liquidation_equity` is termination.
 
 Synthetic markets (`PositionEnv(bank=SyntheticBank(...))`, built by `jaxrl.synth.training.synthetic_position_env`):
 the params' `returns` / `features` become [the real series (T rows) | a bank of generated paths], and each episode
-starts on a synthetic path with probability `params.synthetic.fraction` (else on the train split, as without a
+starts on a synthetic path with probability `params.synthetic_fraction` (else on the train split, as without a
 bank). `refresh(key, params)` writes fresh paths into the bank inside the compiled graph; the real rows are never
 written, so validation and gate backtests (which start on real bars and read only real rows) are unchanged.
 """
@@ -49,6 +49,9 @@ class PositionParams:
     flat_penalty_scale: float = 0.02
     flat_penalty_threshold: float = 0.001
     liquidation_equity: float = 0.5
+    # Share of episodes on synthetic paths (needs a synthetic bank; 0 = real only, 1 = synthetic only, else a mix).
+    # Traced: a population can sweep it (sweep.synthetic_fraction) in one compile.
+    synthetic_fraction: float = 0.0
     synthetic: Any = None  # SyntheticParams when the env has a synthetic bank; None: real data only
 
 
@@ -56,7 +59,6 @@ class PositionParams:
 class SyntheticParams:
     """The traced side of a synthetic bank (the static side, which sets shapes, is the env's `SyntheticBank`)."""
 
-    fraction: jnp.ndarray  # () probability that an episode is synthetic: 0 real only, 1 synthetic only, else a mix
     bank_start: jnp.ndarray  # () int32, first bank row = T, the number of real bars
     generation: jnp.ndarray  # () int32, refreshes so far; the newest paths lie in slot generation % generations
     generator: Any  # fitted generator params (calibrated on the train split only)
@@ -160,16 +162,17 @@ class PositionEnv(environment.Environment):
         return PositionEnv(self.window, self.num_features, self.exec_lag, self.action_grid, bank)
 
     # ---- construction -------------------------------------------------------------------------------------
-    def params_for_train(self, market: MarketData, *, generator_params: Any = None, synthetic_fraction: float = 1.0,
-                         bank_key=None, **numbers: Any) -> PositionParams:
+    def params_for_train(self, market: MarketData, *, generator_params: Any = None,
+                         synthetic_fraction: float | None = None, bank_key=None, **numbers: Any) -> PositionParams:
         """Params whose episodes are random windows of the train split.
 
         With a synthetic bank (`self.bank`), also the fitted `generator_params` (fit them on the train split only:
-        `jaxrl.synth.fit_generator`), the share of synthetic episodes `synthetic_fraction`, and `bank_key` (a PRNG
-        key or an int seed) for the first generation of paths, which the params are built with.
+        `jaxrl.synth.fit_generator`), the share of synthetic episodes `synthetic_fraction` (default 1), and
+        `bank_key` (a PRNG key or an int seed) for the first generation of paths, which the params are built with.
         """
-        if self.bank is None and generator_params is not None:
-            raise ValueError("generator_params given to an env without a synthetic bank (PositionEnv(bank=...))")
+        if self.bank is None and (generator_params is not None or synthetic_fraction):
+            raise ValueError("generator_params / synthetic_fraction given to an env without a synthetic bank "
+                             "(PositionEnv(bank=...))")
         split = market.split
         episode_len = int(numbers.pop("episode_len", 252))
         start_high = split.train_end - episode_len
@@ -188,7 +191,8 @@ class PositionEnv(environment.Environment):
         )
         if self.bank is None:
             return params
-        return self._with_bank(params, market, episode_len, generator_params, synthetic_fraction, bank_key)
+        fraction = 1.0 if synthetic_fraction is None else synthetic_fraction
+        return self._with_bank(params, market, episode_len, generator_params, fraction, bank_key)
 
     def _with_bank(self, params: PositionParams, market: MarketData, episode_len: int, generator_params: Any,
                    fraction: float, bank_key) -> PositionParams:
@@ -205,7 +209,6 @@ class PositionEnv(environment.Environment):
         num_bars = int(market.arrays.returns.shape[0])
         rows = self.bank_rows
         synthetic = SyntheticParams(
-            fraction=jnp.asarray(fraction, jnp.float32),
             bank_start=jnp.asarray(num_bars, jnp.int32),
             generation=jnp.asarray(-1, jnp.int32),  # the first refresh below writes generation 0 into slot 0
             generator=generator_params,
@@ -215,6 +218,7 @@ class PositionEnv(environment.Environment):
         params = params.replace(
             returns=jnp.concatenate([params.returns, jnp.zeros((rows,), params.returns.dtype)]),
             features=jnp.concatenate([params.features, jnp.zeros((rows, self.num_features), params.features.dtype)]),
+            synthetic_fraction=float(fraction),
             synthetic=synthetic,
         )
         if bank_key is None:
@@ -259,12 +263,12 @@ class PositionEnv(environment.Environment):
         return synthetic.bank_start + index * self.segment_len + self.segment_offset
 
     def _choose_start(self, real_start, bits, params: PositionParams):
-        """With a bank: the synthetic start instead of `real_start` with probability `fraction`, from the 32
+        """With a bank: the synthetic start instead of `real_start` with probability `synthetic_fraction`, from the 32
         random bits `bits` of this episode (hashed again, so independent of the bits that chose `real_start`)."""
         choice = mix32(bits ^ jnp.uint32(0x9E3779B9))
         uniform = (choice >> 8).astype(jnp.float32) * (1.0 / (1 << 24))  # in [0, 1)
         segment = (mix32(choice) % jnp.uint32(self.bank.num_segments)).astype(jnp.int32)
-        synthetic = uniform < params.synthetic.fraction
+        synthetic = uniform < params.synthetic_fraction
         return jnp.where(synthetic, self.synthetic_start(segment, params), real_start)
 
     @property

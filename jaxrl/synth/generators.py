@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.data import MarketArrays, MarketData
-from jaxrl.data.features import causal_features, normalise
+from jaxrl.data.features import causal_features, causal_features_jax, normalise, normalise_jax
 from jaxrl.synth import bootstrap, garch, regime
 
 
@@ -82,6 +82,29 @@ def synthetic_arrays(market: MarketData, paths: np.ndarray) -> MarketArrays:
     features = np.stack([normalise(causal_features(c), market.feature_mean, market.feature_std) for c in closes])
     return MarketArrays(closes=jnp.asarray(closes, jnp.float32), returns=jnp.asarray(returns, jnp.float32),
                         features=jnp.asarray(features, jnp.float32))
+
+
+# Generated returns are floored here: a heavy-tailed draw below -100% would make prices non-positive.
+MIN_RETURN = -0.99
+
+
+def sample_market(key, name: str, params: Any, feature_mean, feature_std, num_paths: int, length: int):
+    """`synthetic_arrays` inside the graph: `num_paths` fresh paths of `length` bars from generator `name`.
+
+    Returns (returns (P, length), features (P, length, F)), float32. Bar 0 of each path is its start: return 0,
+    close 1; bars 1..length-1 carry `length - 1` generated returns (floored at MIN_RETURN). Features are
+    `causal_features_jax` of the path's closes, normalised with `feature_mean` / `feature_std` (pass the real train
+    split's); rows before FEATURE_LOOKBACK are 0. Pure in (key, params); `num_paths` and `length` are static.
+    """
+    sample = get_generator(name).sample
+    keys = jax.random.split(key, int(num_paths))
+    paths = jax.vmap(lambda k: sample(k, params, int(length) - 1))(keys).astype(jnp.float32)
+    returns = jnp.concatenate([jnp.zeros((paths.shape[0], 1), jnp.float32), jnp.maximum(paths, MIN_RETURN)], axis=1)
+    closes = jnp.cumprod(1.0 + returns, axis=1)
+    mean = jnp.asarray(feature_mean, jnp.float32)
+    std = jnp.asarray(feature_std, jnp.float32)
+    features = jax.vmap(lambda c: normalise_jax(causal_features_jax(c), mean, std))(closes)
+    return returns, features
 
 
 def describe_params(params: Any) -> dict[str, Any]:

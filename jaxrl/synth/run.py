@@ -25,7 +25,8 @@ def run_calibration(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = Tru
     say = print if verbose else (lambda *a, **k: None)
     settings = OmegaConf.to_container(cfg.generator, resolve=True)
     name = settings.pop("name")
-    market = load_data(cfg)
+    # load_data reads env.name (funding and basket data are built differently); calibration is of one instrument
+    market = load_data(OmegaConf.merge({"env": {"name": "position"}}, cfg))
     real = train_returns(market)
     split = market.split
     length = int(cfg.path_length) if cfg.get("path_length") else real.size

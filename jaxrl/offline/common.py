@@ -1,0 +1,400 @@
+"""The skeleton every offline learner shares: dataset on the device, updates in `lax.scan`, selection and the gate.
+
+An algorithm file (bc, td3bc, iql, cql, rebrac) subclasses `OfflineLearner` and supplies only its networks, losses
+and one update:
+
+    init_train(key) -> train state              every network's params, optimiser states and targets
+    update_train(train, batches, key) -> (train, metrics)
+                                                `batches` holds `batches_per_update` minibatches stacked on axis 0:
+                                                a TD3-style policy delay is unrolled statically over them
+    actor_params(train) -> pytree               what the deterministic policy needs
+    policy_output(actor_params, obs) -> array   in [-1, 1] per action dimension, or one score per discrete action
+
+Everything else is here and identical for every algorithm: the dataset moved to the device once (observations
+z-scored with the dataset's own statistics, continuous actions rescaled to [-1, 1]), minibatches drawn by index with
+`jax.random.randint` inside the scan (no host loop, no `lax.cond`), the learner protocol of `jaxrl.chunks`
+(`init_state`, `run_periods`, `chosen_params`, `evaluate_gate`, `deterministic_policy`) with the validation
+backtest, best-parameter selection and flat early stop of `jaxrl.gate.selection`, and `train(key)`, which does it all
+in one graph, so `jax.vmap(train)(keys)` trains several seeds in one compile.
+
+The parameters a learner selects, saves and backtests are `{"actor", "obs_mean", "obs_std"}`: the policy carries
+its own observation statistics, so a saved model needs no dataset to act.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxrl.gate.backtest import GateSetup, evaluate
+from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection
+from jaxrl.offline.dataset import Dataset, check_compatible
+
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu}
+
+
+# ---- configuration ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class OfflineConfig:
+    """Settings every offline learner has. An update consumes `batch_size` transitions per minibatch."""
+
+    num_updates: int = 100_000
+    batch_size: int = 256
+    gamma: float = 0.99
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    normalize_obs: bool = True  # z-score observations with the dataset's statistics (kept in the policy params)
+    reward_scale: float = 1.0  # rewards are multiplied by this before learning
+
+    def __post_init__(self):
+        if self.num_updates < 1 or self.batch_size < 1:
+            raise ValueError(f"num_updates and batch_size must be >= 1, got {self.num_updates}, {self.batch_size}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list at least one layer width >= 1, got {self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """The config from a plain dict (a Hydra `agent/` block without `name`); unknown settings raise."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} settings {unknown}; known: {sorted(fields)}")
+        typed = {}
+        for name, value in values.items():
+            default = fields[name].default
+            if isinstance(default, tuple):
+                typed[name] = tuple(int(v) for v in value)
+            elif isinstance(default, bool):
+                typed[name] = bool(value)
+            elif isinstance(default, (int, float)) and value is not None:
+                typed[name] = type(default)(value)
+            else:
+                typed[name] = value
+        return cls(**typed)
+
+
+# ---- networks shared by the algorithm files ----------------------------------------------------------------------
+class DenseStack(nn.Module):
+    """Dense layers, each followed by an optional LayerNorm and the activation."""
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = ACTIVATIONS[self.activation](x)
+        return x
+
+
+class DeterministicActor(nn.Module):
+    """obs -> action in [-1, 1] (tanh); the learner rescales it to the environment's action range."""
+
+    action_dim: int
+    hidden: Sequence[int]
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs):
+        x = DenseStack(self.hidden, self.activation, self.layer_norm)(obs)
+        return nn.tanh(nn.Dense(self.action_dim)(x))
+
+
+class ScoreHead(nn.Module):
+    """obs -> one score per discrete action (logits for BC, Q-values for discrete CQL)."""
+
+    num_actions: int
+    hidden: Sequence[int]
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs):
+        return nn.Dense(self.num_actions)(DenseStack(self.hidden, self.activation, self.layer_norm)(obs))
+
+
+class StateActionValue(nn.Module):
+    """Q(s, a): a Dense stack over concat(s, a), its first layer written as obs @ K_s + action @ K_a.
+
+    The split is the same function (and initialisation) as a Dense over the concatenation, but it broadcasts: one
+    state's projection serves many actions, e.g. obs (B, 1, D) with actions (B, K, A) (CQL's sampled actions).
+    """
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs, action):
+        obs_dim, width = obs.shape[-1], self.hidden[0]
+        kernel = self.param("input_kernel", nn.initializers.lecun_normal(), (obs_dim + action.shape[-1], width))
+        bias = self.param("input_bias", nn.initializers.zeros, (width,))
+        x = obs @ kernel[:obs_dim] + action @ kernel[obs_dim:] + bias
+        if self.layer_norm:
+            x = nn.LayerNorm()(x)
+        x = DenseStack(self.hidden[1:], self.activation, self.layer_norm)(ACTIVATIONS[self.activation](x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+class QEnsemble(nn.Module):
+    """`num_qs` independent Q(s, a) networks in one module: output shape (num_qs, ...)."""
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    layer_norm: bool = False
+    num_qs: int = 2
+
+    @nn.compact
+    def __call__(self, obs, action):
+        ensemble = nn.vmap(StateActionValue, variable_axes={"params": 0}, split_rngs={"params": True},
+                           in_axes=None, out_axes=0, axis_size=self.num_qs)
+        return ensemble(self.hidden, self.activation, self.layer_norm)(obs, action)
+
+
+def polyak(target, online, tau: float):
+    """target <- tau * online + (1 - tau) * target."""
+    return optax.incremental_update(online, target, tau)
+
+
+@struct.dataclass
+class Net:
+    """One network's parameters and optimiser state (the optimiser itself is static, on the learner)."""
+
+    params: Any
+    opt_state: Any
+
+
+def optimizer_step(optimizer, net: Net, grads) -> Net:
+    updates, opt_state = optimizer.update(grads, net.opt_state, net.params)
+    return Net(optax.apply_updates(net.params, updates), opt_state)
+
+
+# ---- the learner -------------------------------------------------------------------------------------------------
+@struct.dataclass
+class OfflineRunner:
+    train: Any  # the algorithm's own state: params, optimiser states, target networks
+    key: jnp.ndarray
+    update: jnp.ndarray  # number of updates done
+
+
+class OfflineLearner:
+    """Holds the static pieces and the device dataset; every method is pure and jit-able."""
+
+    name = "offline"
+    batches_per_update = 1  # minibatches one update consumes (the TD3 policy delay)
+    supports_discrete = False
+
+    def __init__(self, config: OfflineConfig, dataset: Dataset, env, env_params, gate: GateSetup | None = None,
+                 validation: GateSetup | None = None, selection: SelectionConfig | None = None,
+                 dataset_metadata: Mapping[str, Any] | None = None):
+        self.config = config
+        self.env = env
+        self.env_params = env_params
+        self.gate = gate
+        self.selection = selection or SelectionConfig()
+        # Where checkpoints are chosen: the validation window, or the gate window only when asked explicitly.
+        self.selection_setup = gate if self.selection.optimistic else validation
+        period = self.selection.eval_every
+        self.num_periods = -(-config.num_updates // period)
+        self.num_updates = self.num_periods * period  # whole evaluation periods
+        self.steps_per_update = config.batch_size * self.batches_per_update  # transitions sampled per update
+        self.dataset_metadata = dict(dataset_metadata or {})
+
+        space = env.action_space(env_params)
+        self.discrete = hasattr(space, "n")
+        if self.discrete and not self.supports_discrete:
+            raise ValueError(f"{self.name} needs a continuous action space, but the environment's actions are "
+                             f"discrete ({int(space.n)} choices, e.g. env.action_grid); use cql (its discrete "
+                             "variant) or bc")
+        self.num_actions = int(space.n) if self.discrete else None
+        self.action_dim = 1 if self.discrete else int(np.prod(space.shape))
+        self.obs_shape = tuple(env.observation_space(env_params).shape)
+        check_compatible(dataset, self.obs_shape, self.discrete, self.num_actions, self.action_dim)
+        if not self.discrete:
+            low = np.broadcast_to(np.asarray(space.low, np.float32), (self.action_dim,))
+            high = np.broadcast_to(np.asarray(space.high, np.float32), (self.action_dim,))
+            self.action_center = jnp.asarray((high + low) / 2.0)
+            self.action_scale = jnp.asarray((high - low) / 2.0)
+        self.has_mask = hasattr(env, "action_mask")
+        self.data = self._device_data(dataset)
+        self.num_transitions = int(dataset.rewards.shape[0])
+        self.setup()
+
+    def setup(self) -> None:
+        """Build networks and optimisers (subclasses)."""
+        raise NotImplementedError
+
+    # ---- the dataset as the learner sees it ---------------------------------------------------------------------
+    def _device_data(self, dataset: Dataset) -> Dataset:
+        observations = np.asarray(dataset.observations, np.float32)
+        if self.config.normalize_obs:
+            mean = observations.mean(axis=0)
+            std = observations.std(axis=0)
+            std = np.where(std < 1e-6, 1.0, std)  # constant inputs (a padded feature) stay as they are
+        else:
+            mean = np.zeros(self.obs_shape, np.float32)
+            std = np.ones(self.obs_shape, np.float32)
+        self.obs_mean = jnp.asarray(mean, jnp.float32)
+        self.obs_std = jnp.asarray(std, jnp.float32)
+
+        def norm_obs(x):
+            return jnp.asarray((np.asarray(x, np.float32) - mean) / std, jnp.float32)
+
+        def norm_action(a):
+            if self.discrete:
+                return jnp.asarray(np.asarray(a).reshape(-1), jnp.int32)
+            a = np.asarray(a, np.float32).reshape(-1, self.action_dim)
+            center, scale = np.asarray(self.action_center), np.asarray(self.action_scale)
+            return jnp.asarray(np.clip((a - center) / scale, -1.0, 1.0), jnp.float32)
+
+        return Dataset(
+            observations=norm_obs(dataset.observations),
+            actions=norm_action(dataset.actions),
+            rewards=jnp.asarray(np.asarray(dataset.rewards, np.float32) * self.config.reward_scale),
+            next_observations=norm_obs(dataset.next_observations),
+            next_actions=norm_action(dataset.next_actions),
+            terminated=jnp.asarray(dataset.terminated, jnp.float32),
+            truncated=jnp.asarray(dataset.truncated, jnp.float32),
+            labeler_id=jnp.asarray(dataset.labeler_id, jnp.int32),
+        )
+
+    def sample(self, key) -> Dataset:
+        """`batches_per_update` minibatches of `batch_size` transitions, drawn by index (with replacement)."""
+        index = jax.random.randint(key, (self.batches_per_update, self.config.batch_size), 0, self.num_transitions)
+        return jax.tree.map(lambda x: x[index], self.data)
+
+    # ---- to be supplied by each algorithm -------------------------------------------------------------------------
+    def init_train(self, key):
+        raise NotImplementedError
+
+    def update_train(self, train, batches: Dataset, key):
+        raise NotImplementedError
+
+    def actor_params(self, train):
+        raise NotImplementedError
+
+    def policy_output(self, actor_params, obs):
+        raise NotImplementedError
+
+    # ---- the policy -----------------------------------------------------------------------------------------------
+    def policy_params(self, train):
+        return {"actor": self.actor_params(train), "obs_mean": self.obs_mean, "obs_std": self.obs_std}
+
+    def act(self, params, obs, mask=None):
+        """The deterministic action for raw observations: the actor's mean rescaled, or the best-scoring index."""
+        out = self.policy_output(params["actor"], (obs - params["obs_mean"]) / params["obs_std"])
+        if self.discrete:
+            if mask is not None:
+                out = jnp.where(mask, out, -jnp.inf)
+            return jnp.argmax(out, axis=-1)
+        return self.action_center + self.action_scale * out
+
+    def deterministic_policy(self, params, env_params=None):
+        """`policy(obs, state) -> action`, as PPO's (`env_params` only matters to envs with action masks)."""
+        env_params = self.env_params if env_params is None else env_params
+
+        def policy(obs, state):
+            mask = self.env.action_mask(state, env_params) if self.has_mask else None
+            return self.act(params, obs, mask)
+
+        return policy
+
+    # ---- updates --------------------------------------------------------------------------------------------------
+    def init(self, key) -> OfflineRunner:
+        key, init_key = jax.random.split(key)
+        return OfflineRunner(self.init_train(init_key), key, jnp.zeros((), jnp.int32))
+
+    def update(self, runner: OfflineRunner):
+        key, sample_key, update_key = jax.random.split(runner.key, 3)
+        train, metrics = self.update_train(runner.train, self.sample(sample_key), update_key)
+        return OfflineRunner(train, key, runner.update + 1), metrics
+
+    def run_updates(self, runner: OfflineRunner, num_updates: int):
+        """`num_updates` (static) updates in one scan; per-update metrics stacked along axis 0."""
+        return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
+
+    # ---- evaluation periods: K updates, then a validation backtest that updates the selection (as PPO) -------------
+    def init_state(self, key):
+        runner = self.init(key)
+        params = self.policy_params(runner.train)
+        selection = init_selection(params) if self.selection_setup is not None else None
+        return {"runner": runner, "selection": selection}
+
+    def run_periods(self, state, num_periods: int):
+        """`num_periods` (static) evaluation periods. Returns (state, per-update metrics, per-evaluation history)."""
+        period = self.selection.eval_every
+
+        def one_period(state, _):
+            runner, selection = state["runner"], state["selection"]
+            new_runner, metrics = self.run_updates(runner, period)
+            if selection is None:
+                return {"runner": new_runner, "selection": None}, (metrics, {})
+            # After a flat early stop the learner is frozen: nothing it computes is kept.
+            runner = jax.tree.map(lambda old, new: jnp.where(selection.stopped, old, new), runner, new_runner)
+            metrics["frozen"] = jnp.broadcast_to(selection.stopped.astype(jnp.float32), (period,))
+            params = self.policy_params(runner.train)
+            selection, row = evaluate_and_select(
+                self.env, self.env_params, self.deterministic_policy(params), self.selection_setup,
+                selection, params, runner.update, self.selection,
+            )
+            return {"runner": runner, "selection": selection}, (metrics, row)
+
+        state, (metrics, history) = jax.lax.scan(one_period, state, None, length=num_periods)
+        metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+        return state, metrics, history
+
+    def chosen_params(self, state):
+        """The selected policy parameters, or the final ones when no evaluation was selectable or none ran."""
+        runner, selection = state["runner"], state["selection"]
+        final = self.policy_params(runner.train)
+        if selection is None:
+            return final
+        found = selection.best_update >= 0
+        return jax.tree.map(lambda best, last: jnp.where(found, best, last), selection.best_params, final)
+
+    def evaluate_gate(self, params, env_params=None):
+        """The gate backtest of `params` (on other env params, e.g. costs, when given: same shapes)."""
+        env_params = self.env_params if env_params is None else env_params
+        return evaluate(self.env, env_params, self.deterministic_policy(params, env_params), self.gate)
+
+    def train(self, key):
+        state = self.init_state(key)
+        state, metrics, history = self.run_periods(state, self.num_periods)
+        params = self.chosen_params(state)
+        result = {"params": params, "final_params": self.policy_params(state["runner"].train), "metrics": metrics,
+                  "history": history, "selection": state["selection"]}
+        if self.gate is not None:
+            result["gate"] = self.evaluate_gate(params)
+        return result
+
+
+def bench_offline(learner: OfflineLearner, num_updates: int, seed: int = 0, repeats: int = 3) -> tuple[float, float]:
+    """(updates per second, compile seconds) of `num_updates` updates in one compiled scan, without evaluations.
+
+    Compile time is `lower(...).compile()` alone; the rate is from the best of `repeats` calls.
+    """
+    runner = jax.jit(learner.init)(jax.random.PRNGKey(seed))
+    start = time.perf_counter()
+    compiled = jax.jit(lambda r: learner.run_updates(r, num_updates)).lower(runner).compile()
+    compile_s = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(runner))
+        best = min(best, time.perf_counter() - start)
+    return num_updates / best, compile_s
