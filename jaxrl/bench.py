@@ -22,6 +22,19 @@ import math
 import os
 import platform
 import time
+
+
+def expose_cpu_cores() -> None:
+    """On a CPU machine, one JAX device per core, so `all_devices` entries can shard environments over them (XLA
+    runs one device's loop on one core). Only effective before JAX's backend starts; a user's XLA_FLAGS wins."""
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
+
+
+# Before JAX starts (anything importing gymnax starts it): effective when the benchmark is the program.
+expose_cpu_cores()
+
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -364,16 +377,7 @@ def select(patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def expose_cpu_cores() -> None:
-    """On a CPU machine, one JAX device per core, so `all_devices` entries can shard environments over them (XLA
-    runs one device's loop on one core). Only effective before JAX's backend starts; a user's XLA_FLAGS wins."""
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
-
-
 def main(argv: Sequence[str] | None = None) -> list[Record]:
-    expose_cpu_cores()
     args = parse_args(argv)
     env_counts = tuple(int(n) for n in str(args.env_counts).split(",") if n.strip())
     if not env_counts or min(env_counts) < 1:
