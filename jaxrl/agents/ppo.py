@@ -19,7 +19,7 @@ from flax import struct
 
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
 from jaxrl.gate.backtest import GateSetup, evaluate
-from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection
+from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
 
 
@@ -336,26 +336,13 @@ class PPO:
 
     def run_periods(self, state, num_periods: int):
         """`num_periods` (static) evaluation periods. Returns (state, per-update metrics, per-evaluation history)."""
-        period = self.selection.eval_every
 
-        def one_period(state, _):
-            runner, selection = state["runner"], state["selection"]
-            new_runner, metrics = self.run_updates(runner, period)
-            if selection is None:
-                return {"runner": new_runner, "selection": None}, (metrics, {})
-            # After a flat early stop the learner is frozen: nothing it computes is kept.
-            runner = jax.tree.map(lambda old, new: jnp.where(selection.stopped, old, new), runner, new_runner)
-            metrics["frozen"] = jnp.broadcast_to(selection.stopped.astype(jnp.float32), (period,))
-            selection, row = evaluate_and_select(
-                self.env, runner.env_params, self.deterministic_policy(runner.params, runner.env_params),
-                self.selection_setup,
-                selection, runner.params, runner.update, self.selection,
-            )
-            return {"runner": runner, "selection": selection}, (metrics, row)
+        def evaluate(runner, selection):
+            policy = self.deterministic_policy(runner.params, runner.env_params)
+            return evaluate_and_select(self.env, runner.env_params, policy, self.selection_setup, selection,
+                                       runner.params, runner.update, self.selection)
 
-        state, (metrics, history) = jax.lax.scan(one_period, state, None, length=num_periods)
-        metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
-        return state, metrics, history
+        return run_evaluation_periods(self.run_updates, evaluate, state, num_periods, self.selection.eval_every)
 
     def chosen_params(self, state):
         """The selected parameters, or the final ones when no evaluation was selectable (all flat) or none ran."""

@@ -103,3 +103,26 @@ def evaluate_and_select(env, env_params, policy, setup: GateSetup, selection: Se
     """Backtest `policy` on the selection window and fold the result in (metrics only: no series kept)."""
     metrics = evaluate(env, env_params, policy, setup)["metrics"]
     return select(selection, params, metrics, update, cfg)
+
+
+def run_evaluation_periods(run_updates, evaluate, state, num_periods: int, period: int):
+    """The outer loop every learner shares: `num_periods` x (`period` updates, then one evaluation).
+
+    `run_updates(runner, n) -> (runner, per-update metrics)`; `evaluate(runner, selection) -> (selection, row)`.
+    `state` is {"runner", "selection"} (selection None: no evaluations, e.g. a gymnax task). After a flat early stop
+    the learner is frozen: nothing it computes is kept. Returns (state, per-update metrics, per-evaluation history).
+    """
+
+    def one_period(state, _):
+        runner, selection = state["runner"], state["selection"]
+        new_runner, metrics = run_updates(runner, period)
+        if selection is None:
+            return {"runner": new_runner, "selection": None}, (metrics, {})
+        runner = jax.tree.map(lambda old, new: jnp.where(selection.stopped, old, new), runner, new_runner)
+        metrics["frozen"] = jnp.broadcast_to(selection.stopped.astype(jnp.float32), (period,))
+        selection, row = evaluate(runner, selection)
+        return {"runner": runner, "selection": selection}, (metrics, row)
+
+    state, (metrics, history) = jax.lax.scan(one_period, state, None, length=num_periods)
+    metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+    return state, metrics, history
