@@ -1,0 +1,6 @@
+"""`python -m jaxrl.bench` (see jaxrl/bench/__init__.py)."""
+
+from jaxrl.bench import main
+
+if __name__ == "__main__":
+    main()
