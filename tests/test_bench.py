@@ -11,17 +11,29 @@ from jaxrl import bench
 
 NAMES = {"env/position", "env/position/numpy_reference", "ppo/position"}
 ENV_COUNTS = (1, 8)
+FAMILY = ("env/portfolio", "env/exit", "env/funding")
+FAMILY_NAMES = {n for env in FAMILY for n in (env, f"{env}/numpy_reference")}
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     returned = bench.main([
-        "--quick", "--out", str(out), "--only", "env/*", "--only", "ppo/*", "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8",
-        "--numpy-steps", "300", "--ppo-updates", "2", "--repeats", "1",
+        "--quick", "--out", str(out), "--only", "env/position*", "--only", "ppo/*",
+        "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8", "--numpy-steps", "300",
+        "--ppo-updates", "2", "--repeats", "1",
         "--override", "agent.num_envs=4", "--override", "agent.num_steps=8", "--override", "agent.num_minibatches=2",
     ])
     return returned, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory):
+    """The environment family at one env count (each env is one compile of a few seconds)."""
+    out = tmp_path_factory.mktemp("bench") / "family.json"
+    only = [arg for env in FAMILY for arg in ("--only", env, "--only", f"{env}/*")]
+    return bench.main(["--quick", "--out", str(out), *only, "--env-counts", "4", "--steps", "8",
+                       "--numpy-steps", "200", "--repeats", "1"])
 
 
 def test_writes_the_returned_records(quick_run):
@@ -59,8 +71,20 @@ def test_entries_and_sizes(quick_run):
     assert ppo["num_envs"] == 4 and ppo["updates"] == 2 and ppo["steps"] == 2 * 4 * 8
 
 
+def test_environment_family_against_its_references(family_run):
+    assert {r["name"] for r in family_run} == FAMILY_NAMES
+    for name in FAMILY:
+        (jitted,) = [r for r in family_run if r["name"] == name]
+        assert jitted["num_envs"] == 4 and jitted["steps"] == 4 * 8
+        assert math.isfinite(jitted["compile_s"]) and jitted["compile_s"] > 0
+        assert math.isfinite(jitted["ratio_vs_numpy"]) and jitted["ratio_vs_numpy"] > 0
+        (reference,) = [r for r in family_run if r["name"] == f"{name}/numpy_reference"]
+        assert reference["num_envs"] == 1 and reference["steps"] == 200 and reference["compile_s"] is None
+        assert math.isfinite(reference["steps_per_s"]) and reference["steps_per_s"] > 0
+
+
 def test_registry_and_options():
-    assert NAMES <= set(bench.BENCHMARKS)
+    assert NAMES | FAMILY_NAMES <= set(bench.BENCHMARKS)
     assert bench.select(["env/*"]) == [name for name in bench.BENCHMARKS if name.startswith("env/")]
     assert bench.select(["ppo/position"]) == ["ppo/position"]
     with pytest.raises(SystemExit):

@@ -1,6 +1,13 @@
-"""Environment entries: vmapped random-action rollouts of each environment, and their float64 numpy references."""
+"""Environment entries: vmapped random-action rollouts of each environment, and their float64 numpy references.
+
+Every environment `X` has `env/X` (the jitted env, built as `jaxrl.train` builds it) and `env/X/numpy_reference`
+(its per-step Python parity reference from `jaxrl/reference/`, one env, the same kind of random actions), so the
+table's `vs numpy` column compares the two in one run.
+"""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import jax
@@ -14,12 +21,33 @@ except ImportError:  # older JAX
 
 from jaxrl.bench.core import Bench, Record, benchmark, best_time, compile_timed
 
+def unbounded(space) -> bool:
+    """An action space of logits (portfolio, funding: any real vector is valid). Bounds that come from traced
+    params (the position env's max_leverage) are finite."""
+    bounds = (space.low, space.high)
+    return not any(isinstance(b, jax.core.Tracer) for b in bounds) and not np.all(np.isfinite(bounds))
+
+
 def random_actions(key, env, env_params, shape: tuple[int, ...]):
-    """Uniform random actions of the env's action space (continuous: [low, high], discrete: any index)."""
+    """Random actions of the env's action space: discrete, any index; bounded, uniform in [low, high];
+    unbounded logits, standard normal."""
     space = env.action_space(env_params)
     if hasattr(space, "n"):
         return jax.random.randint(key, shape, 0, space.n)
-    return jax.random.uniform(key, shape + tuple(space.shape), minval=space.low, maxval=space.high)
+    shape = shape + tuple(space.shape)
+    if unbounded(space):
+        return jax.random.normal(key, shape)
+    return jax.random.uniform(key, shape, minval=space.low, maxval=space.high)
+
+
+def numpy_random_actions(rng: np.random.Generator, space, num_steps: int) -> np.ndarray:
+    """`random_actions` for the numpy references, drawn with numpy from the same distributions."""
+    if hasattr(space, "n"):
+        return rng.integers(0, int(space.n), size=num_steps)
+    shape = (num_steps, *space.shape)
+    if unbounded(space):
+        return rng.standard_normal(shape)
+    return rng.uniform(np.asarray(space.low), np.asarray(space.high), size=shape)
 
 
 def env_rollout(env, num_envs: int, num_steps: int):
@@ -96,10 +124,49 @@ def bench_jax_env(bench: Bench, name: str, env, env_params, all_devices: bool = 
     return records
 
 
+def bench_numpy_env(bench: Bench, name: str, reference, space, start_bars) -> list[Record]:
+    """Steps/s of a float64 per-step reference: one env, random actions drawn before the timed loop, a new
+    episode at a random train start bar (one of `start_bars`) whenever one ends."""
+    rng = np.random.default_rng(bench.seed)
+    actions = numpy_random_actions(rng, space, bench.numpy_steps)
+    start_bars = np.asarray(start_bars)
+
+    def run():
+        reference.reset(int(rng.choice(start_bars)))
+        total = 0.0
+        for action in actions:
+            out = reference.step(action)  # (obs, reward, terminated[, truncated], info)
+            total += out[1]
+            if any(out[2:-1]):
+                reference.reset(int(rng.choice(start_bars)))
+        return total
+
+    run_s = best_time(run, bench.repeats)
+    return [bench.record(name, 1, bench.numpy_steps, None, run_s, steps_per_env=bench.numpy_steps)]
+
+
+def reference_settings(experiment, reference_cls) -> dict:
+    """The run's `env.*` settings that the reference takes as keyword arguments. The others reach it as inputs
+    (the entry signal, the funding data) or are fixed (exit and funding trade at the decision close)."""
+    from omegaconf import OmegaConf
+
+    accepted = inspect.signature(reference_cls).parameters
+    return {k: v for k, v in OmegaConf.to_container(experiment.cfg.env, resolve=True).items() if k in accepted}
+
+
+def train_start_bars(params) -> np.ndarray:
+    return np.arange(int(params.start_low), int(params.start_high) + 1)
+
+
+def jax_env_entry(bench: Bench, name: str, overrides: list[str]) -> list[Record]:
+    experiment = bench.experiment(overrides)
+    return bench_jax_env(bench, name, experiment.env, experiment.env_params)
+
+
+# ---- position ------------------------------------------------------------------------------------------------------
 @benchmark("env/position")
 def env_position(bench: Bench) -> list[Record]:
-    experiment = bench.experiment()
-    return bench_jax_env(bench, "env/position", experiment.env, experiment.env_params)
+    return jax_env_entry(bench, "env/position", [])
 
 
 @benchmark("env/position/all_devices")
@@ -113,36 +180,69 @@ def env_position_all_devices(bench: Bench) -> list[Record]:
 
 @benchmark("env/position/numpy_reference")
 def env_position_numpy(bench: Bench) -> list[Record]:
-    """The float64 per-step Python reference: one env, random actions, reset to a random train start bar."""
-    from omegaconf import OmegaConf
-
     from jaxrl.reference import NumpyPositionEnv
 
     experiment = bench.experiment()
-    market, params = experiment.market, experiment.env_params
-    env_cfg = OmegaConf.to_container(experiment.cfg.env, resolve=True)
-    env_cfg.pop("name")
-    env = NumpyPositionEnv(np.asarray(market.arrays.returns), np.asarray(market.arrays.features), **env_cfg)
-    low, high = int(params.start_low), int(params.start_high)
-
-    rng = np.random.default_rng(bench.seed)
-    if env.action_grid is not None:
-        actions = rng.integers(0, len(env.action_grid), size=bench.numpy_steps)
-    else:
-        actions = rng.uniform(-env.max_leverage, env.max_leverage, size=(bench.numpy_steps, 1))
-
-    def run():
-        env.reset(int(rng.integers(low, high + 1)))
-        total = 0.0
-        for action in actions:
-            _, reward, terminated, truncated, _ = env.step(action)
-            total += reward
-            if terminated or truncated:
-                env.reset(int(rng.integers(low, high + 1)))
-        return total
-
-    run_s = best_time(run, bench.repeats)
-    return [bench.record("env/position/numpy_reference", 1, bench.numpy_steps, None, run_s,
-                         steps_per_env=bench.numpy_steps)]
+    arrays, params = experiment.market.arrays, experiment.env_params
+    reference = NumpyPositionEnv(np.asarray(arrays.returns), np.asarray(arrays.features),
+                                 **reference_settings(experiment, NumpyPositionEnv))
+    return bench_numpy_env(bench, "env/position/numpy_reference", reference, experiment.env.action_space(params),
+                           train_start_bars(params))
 
 
+# ---- the environment family: portfolio, exit, funding --------------------------------------------------------------
+PORTFOLIO = ["env=portfolio", "data=basket"]  # SPY + QQQ + gold, the basket the README trains on
+EXIT = ["env=exit"]  # trades opened by the momentum entry rule on the default instrument (SPY)
+FUNDING = ["env=funding"]  # the seeded funding generator of env/funding.yaml (4 symbols)
+
+
+@benchmark("env/portfolio")
+def env_portfolio(bench: Bench) -> list[Record]:
+    return jax_env_entry(bench, "env/portfolio", PORTFOLIO)
+
+
+@benchmark("env/portfolio/numpy_reference")
+def env_portfolio_numpy(bench: Bench) -> list[Record]:
+    from jaxrl.reference.portfolio_np import NumpyPortfolioEnv
+
+    experiment = bench.experiment(PORTFOLIO)
+    arrays, params = experiment.market.arrays, experiment.env_params
+    reference = NumpyPortfolioEnv(np.asarray(arrays.returns), np.asarray(arrays.features),
+                                  **reference_settings(experiment, NumpyPortfolioEnv))
+    return bench_numpy_env(bench, "env/portfolio/numpy_reference", reference, experiment.env.action_space(params),
+                           train_start_bars(params))
+
+
+@benchmark("env/exit")
+def env_exit(bench: Bench) -> list[Record]:
+    return jax_env_entry(bench, "env/exit", EXIT)
+
+
+@benchmark("env/exit/numpy_reference")
+def env_exit_numpy(bench: Bench) -> list[Record]:
+    """An episode is one trade, from a random train entry bar to its exit (at most max_hold bars)."""
+    from jaxrl.reference.exit_np import NumpyExitEnv
+
+    experiment = bench.experiment(EXIT)
+    arrays, params = experiment.market.arrays, experiment.env_params
+    reference = NumpyExitEnv(np.asarray(arrays.closes), np.asarray(arrays.features),
+                             np.asarray(params.entry_signal), **reference_settings(experiment, NumpyExitEnv))
+    return bench_numpy_env(bench, "env/exit/numpy_reference", reference, experiment.env.action_space(params),
+                           np.asarray(params.entry_bars))
+
+
+@benchmark("env/funding")
+def env_funding(bench: Bench) -> list[Record]:
+    return jax_env_entry(bench, "env/funding", FUNDING)
+
+
+@benchmark("env/funding/numpy_reference")
+def env_funding_numpy(bench: Bench) -> list[Record]:
+    from jaxrl.reference.funding_np import NumpyFundingEnv
+
+    experiment = bench.experiment(FUNDING)
+    arrays, params = experiment.market.arrays, experiment.env_params
+    reference = NumpyFundingEnv(np.asarray(arrays.returns), np.asarray(arrays.spreads), np.asarray(arrays.features),
+                                **reference_settings(experiment, NumpyFundingEnv))
+    return bench_numpy_env(bench, "env/funding/numpy_reference", reference, experiment.env.action_space(params),
+                           train_start_bars(params))
