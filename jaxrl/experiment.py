@@ -110,15 +110,16 @@ class Experiment:
         if market is not None:
             gate = gate_setup(market, int(cfg.gate.window))
             validation = validation_setup(market, int(cfg.gate.window))
+        torso = None
+        if market is not None:  # windowed trading observations: the network group's backbone (PPO and offline)
+            network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
+            torso = torso_spec(network, env.window, env.num_features)
         if agent in OFFLINE_AGENTS:  # learned from a labeler dataset (cfg.labeler) or agent.dataset_path
             labeler_cfg = OmegaConf.to_container(cfg.labeler, resolve=True) if cfg.get("labeler") else None
             learner = make_offline_learner({"name": agent, **agent_cfg}, labeler_cfg, env, env_params, gate,
-                                           validation, selection, int(cfg.seed), env_cfg=env_cfg, market=market)
+                                           validation, selection, int(cfg.seed), env_cfg=env_cfg, market=market,
+                                           torso=torso)
             return cls(cfg, market, env, env_params, learner)
-        torso = None
-        if market is not None:  # windowed trading observations: the network group's backbone
-            network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
-            torso = torso_spec(network, env.window, env.num_features)
         learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection, torso)
         return cls(cfg, market, env, env_params, learner)
 

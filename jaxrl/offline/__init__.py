@@ -5,8 +5,12 @@ dataset (`dataset.py`, saved and loaded as `.npz`), a learner (`bc`, `td3bc`, `i
 on the shared skeleton of `common.py`) trains on it inside one compiled graph with the in-graph validation backtest
 and best-parameter selection, and the selected deterministic policy goes through the same gate as PPO.
 
-    learner = make_offline_learner(agent_cfg, labeler_cfg, env, env_params, gate, validation, selection, seed)
+    learner = make_offline_learner(agent_cfg, labeler_cfg, env, env_params, gate, validation, selection, seed,
+                                   torso=jaxrl.networks.torso_spec(network_cfg, env.window, env.num_features))
     state, timings = jaxrl.chunks.run_in_chunks(learner, seed, chunk_updates, out_dir)   # or jax.jit(learner.train)
+
+As PPO's, the numeric settings are traced (`learner.hyper()`, `learner.HYPER_FIELDS`): `init_state(key, hyper,
+env_params)` vmapped over members trains a population of seeds and swept settings in one compile.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from typing import Any, Mapping
 
 from jaxrl.gate.backtest import GateSetup
 from jaxrl.gate.selection import SelectionConfig
+from jaxrl.networks import TorsoSpec
 from jaxrl.offline import bc, cql, iql, rebrac, td3bc
 from jaxrl.offline.bc import bc_warm_start
-from jaxrl.offline.common import OfflineConfig, OfflineLearner, bench_offline
+from jaxrl.offline.common import OfflineConfig, OfflineLearner, bench_offline, hyper_fields
 from jaxrl.offline.dataset import (
     Dataset,
     DatasetError,
@@ -59,8 +64,12 @@ def offline_config(agent_cfg: Mapping[str, Any]) -> tuple[str, OfflineConfig, st
 def make_offline_learner(agent_cfg: Mapping[str, Any], labeler_cfg: Mapping[str, Any] | None, env, env_params,
                          gate: GateSetup | None = None, validation: GateSetup | None = None,
                          selection: SelectionConfig | None = None, seed: int = 0, *,
-                         env_cfg: Mapping[str, Any] | None = None, market=None) -> OfflineLearner:
+                         env_cfg: Mapping[str, Any] | None = None, market=None,
+                         torso: TorsoSpec | None = None) -> OfflineLearner:
     """The learner of `agent_cfg` (an `agent/` block with its `name`) on a labeler dataset built for `env`.
+
+    `torso` (a trading env's `network=` group, `jaxrl.networks.torso_spec`) puts that backbone in front of every
+    actor, Q and value network, each with its own parameters; without it they are MLPs over the flat observation.
 
     With `agent_cfg["dataset_path"]` the dataset is loaded from that `.npz` file instead of rolled out. A dataset
     labelled with future returns (`"oracle": true`) needs `labeler_cfg["allow_oracle"]`, also when loaded. The
@@ -80,7 +89,8 @@ def make_offline_learner(agent_cfg: Mapping[str, Any], labeler_cfg: Mapping[str,
         if not labeler_cfg:
             raise ValueError(f"offline agent {name!r} needs a dataset: a labeler config or agent.dataset_path")
         dataset, metadata = make_dataset(env, env_params, labeler_cfg, seed, env_cfg=env_cfg, market=market)
-    return ALGORITHMS[name].make_learner(config, dataset, env, env_params, gate, validation, selection, metadata)
+    return ALGORITHMS[name].make_learner(config, dataset, env, env_params, gate, validation, selection, metadata,
+                                         torso)
 
 
 def oracle_notice(learner_or_metadata) -> str | None:
@@ -91,7 +101,7 @@ def oracle_notice(learner_or_metadata) -> str | None:
 
 __all__ = [
     "ALGORITHMS", "LABELERS", "ORACLE_WARNING", "Dataset", "DatasetError", "LabelerSet", "LookAheadError",
-    "OfflineConfig", "OfflineLearner", "bc_warm_start", "bench_offline", "collect", "dataset_sha256",
+    "OfflineConfig", "OfflineLearner", "bc_warm_start", "bench_offline", "collect", "dataset_sha256", "hyper_fields",
     "load_dataset", "make_dataset", "make_labelers", "make_offline_learner", "mixture", "offline_config",
     "oracle_notice", "save_dataset", "single",
 ]

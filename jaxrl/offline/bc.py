@@ -14,12 +14,30 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.offline.common import DeterministicActor, Net, OfflineConfig, OfflineLearner, ScoreHead, optimizer_step
+from jaxrl.offline.common import (
+    DeterministicActor,
+    Net,
+    OfflineConfig,
+    OfflineLearner,
+    ScoreHead,
+    gradient_step,
+    minibatch,
+    new_net,
+)
 from jaxrl.offline.dataset import Dataset
+
+
+@struct.dataclass
+class BCHyper:
+    """BC's traced settings (named as in BCConfig)."""
+
+    lr: jnp.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
 class BCConfig(OfflineConfig):
+    Hyper = BCHyper
+
     lr: float = 1e-3
     layer_norm: bool = False
 
@@ -32,18 +50,17 @@ class BCState:
 class BC(OfflineLearner):
     name = "bc"
     supports_discrete = True
+    Hyper = BCHyper
 
     def setup(self):
         cfg = self.config
         if self.discrete:
-            self.actor = ScoreHead(self.num_actions, cfg.hidden, cfg.activation, cfg.layer_norm)
+            self.actor = ScoreHead(self.num_actions, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso)
         else:
-            self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, cfg.layer_norm)
-        self.optimizer = optax.adam(cfg.lr)
+            self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso)
 
-    def init_train(self, key):
-        params = self.actor.init(key, jnp.zeros(self.obs_shape, jnp.float32))
-        return BCState(Net(params, self.optimizer.init(params)))
+    def init_train(self, key, hyper: BCHyper):
+        return BCState(new_net(self.actor.init(key, jnp.zeros(self.obs_shape, jnp.float32))))
 
     def loss(self, params, batch: Dataset):
         out = self.actor.apply(params, batch.observations)
@@ -51,10 +68,9 @@ class BC(OfflineLearner):
             return optax.softmax_cross_entropy_with_integer_labels(out, batch.actions).mean()
         return ((out - batch.actions) ** 2).sum(-1).mean()
 
-    def update_train(self, train: BCState, batches: Dataset, key):
-        batch = jax.tree.map(lambda x: x[0], batches)
-        loss, grads = jax.value_and_grad(self.loss)(train.actor.params, batch)
-        return BCState(optimizer_step(self.optimizer, train.actor, grads)), {"actor_loss": loss}
+    def update_train(self, train: BCState, batches: Dataset, key, hp: BCHyper):
+        actor, loss = gradient_step(self.loss, train.actor, hp.lr, minibatch(batches, 0))
+        return BCState(actor), {"actor_loss": loss}
 
     def actor_params(self, train: BCState):
         return train.actor.params
@@ -64,8 +80,8 @@ class BC(OfflineLearner):
 
 
 def make_learner(config: BCConfig, dataset: Dataset, env, env_params, gate=None, validation=None, selection=None,
-                 dataset_metadata=None) -> BC:
-    return BC(config, dataset, env, env_params, gate, validation, selection, dataset_metadata)
+                 dataset_metadata=None, torso=None) -> BC:
+    return BC(config, dataset, env, env_params, gate, validation, selection, dataset_metadata, torso)
 
 
 Config = BCConfig

@@ -3,19 +3,33 @@
 An algorithm file (bc, td3bc, iql, cql, rebrac) subclasses `OfflineLearner` and supplies only its networks, losses
 and one update:
 
-    init_train(key) -> train state              every network's params, optimiser states and targets
-    update_train(train, batches, key) -> (train, metrics)
+    Hyper                                       a flax struct of the numeric settings, traced (see below)
+    init_train(key, hyper) -> train state       every network's params, optimiser states and targets
+    update_train(train, batches, key, hyper) -> (train, metrics)
                                                 `batches` holds `batches_per_update` minibatches stacked on axis 0:
                                                 a TD3-style policy delay is unrolled statically over them
     actor_params(train) -> pytree               what the deterministic policy needs
     policy_output(actor_params, obs) -> array   in [-1, 1] per action dimension, or one score per discrete action
 
+TD3+BC and ReBRAC share TD3's update (`TD3Learner`, below) and supply only their losses.
+
+Hyperparameters as data (as PPO's `PPOHyper`): every numeric setting that sets no shape (learning rates, gamma, tau,
+reward_scale and each algorithm's coefficients) is a float32 leaf of the algorithm's `Hyper` struct, named as in its
+config. `learner.hyper()` gives the config's values, `learner.HYPER_FIELDS` their names, and
+`init_state(key, hyper, env_params)` puts them in the state, where every update reads them. The learning rate is
+applied after `optax.scale_by_adam` as a traced factor, so `jax.vmap(init_state)` over keys and hyperparameters
+trains a population (seeds x swept settings) in one compile.
+
+Networks: with a `torso` (a `jaxrl.networks.TorsoSpec`, the trading environments' `network=` group, as PPO's) each
+actor, Q-network and value network puts its own torso (its own parameters) in front of its `hidden` layers;
+without one (gymnax tasks) they are MLPs over the flat observation.
+
 Everything else is here and identical for every algorithm: the dataset moved to the device once (observations
 z-scored with the dataset's own statistics, continuous actions rescaled to [-1, 1]), minibatches drawn by index with
 `jax.random.randint` inside the scan (no host loop, no `lax.cond`), the learner protocol of `jaxrl.chunks`
 (`init_state`, `run_periods`, `chosen_params`, `evaluate_gate`, `deterministic_policy`) with the validation
-backtest, best-parameter selection and flat early stop of `jaxrl.gate.selection`, and `train(key)`, which does it all
-in one graph, so `jax.vmap(train)(keys)` trains several seeds in one compile.
+backtest, best-parameter selection and flat early stop of `jaxrl.gate.selection`, and `train(key, hyper, env_params)`,
+which does it all in one graph, so `jax.vmap(train)(keys)` trains several seeds in one compile.
 
 The parameters a learner selects, saves and backtests are `{"actor", "obs_mean", "obs_std"}`: the policy carries
 its own observation statistics, so a saved model needs no dataset to act.
@@ -25,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,15 +50,37 @@ from flax import struct
 
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
+from jaxrl.networks import TorsoSpec
 from jaxrl.offline.dataset import Dataset, check_compatible
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu}
 
 
 # ---- configuration ----------------------------------------------------------------------------------------------
+def hyper_fields(hyper_type) -> tuple[str, ...]:
+    """The names of a Hyper struct's traced settings (each also a field of the algorithm's config)."""
+    return tuple(field.name for field in dataclasses.fields(hyper_type))
+
+
+def hyper_from_config(config, hyper_type):
+    """`hyper_type` filled with the config's values as float32 scalars."""
+    return hyper_type(**{name: jnp.asarray(float(getattr(config, name)), jnp.float32)
+                         for name in hyper_fields(hyper_type)})
+
+
 @dataclasses.dataclass(frozen=True)
 class OfflineConfig:
-    """Settings every offline learner has. An update consumes `batch_size` transitions per minibatch."""
+    """Settings every offline learner has. An update consumes `batch_size` transitions per minibatch.
+
+    Each algorithm's config names its struct of traced settings `Hyper`; `HYPER_FIELDS` lists them.
+    """
+
+    Hyper: ClassVar[Any] = None
+    HYPER_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.HYPER_FIELDS = hyper_fields(cls.Hyper) if cls.Hyper is not None else ()
 
     num_updates: int = 100_000
     batch_size: int = 256
@@ -52,7 +88,7 @@ class OfflineConfig:
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     normalize_obs: bool = True  # z-score observations with the dataset's statistics (kept in the policy params)
-    reward_scale: float = 1.0  # rewards are multiplied by this before learning
+    reward_scale: float = 1.0  # rewards are multiplied by this before learning (traced)
 
     def __post_init__(self):
         if self.num_updates < 1 or self.batch_size < 1:
@@ -61,6 +97,10 @@ class OfflineConfig:
             raise ValueError(f"hidden must list at least one layer width >= 1, got {self.hidden}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+
+    def hyper(self):
+        """The numeric settings as traced values (`Hyper`): a population can give each member its own."""
+        return hyper_from_config(self, self.Hyper)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]):
@@ -84,6 +124,13 @@ class OfflineConfig:
 
 
 # ---- networks shared by the algorithm files ----------------------------------------------------------------------
+def encode(torso: TorsoSpec | None, obs):
+    """The torso's embedding of `obs` (a trading window), or `obs` itself when there is no torso (a flat MLP).
+
+    Called inside a module's compact method, so every network that calls it owns its torso's parameters."""
+    return obs if torso is None else torso.build("torso")(obs)
+
+
 class DenseStack(nn.Module):
     """Dense layers, each followed by an optional LayerNorm and the activation."""
 
@@ -108,10 +155,11 @@ class DeterministicActor(nn.Module):
     hidden: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
+    torso: TorsoSpec | None = None
 
     @nn.compact
     def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation, self.layer_norm)(obs)
+        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
         return nn.tanh(nn.Dense(self.action_dim)(x))
 
 
@@ -122,25 +170,42 @@ class ScoreHead(nn.Module):
     hidden: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
+    torso: TorsoSpec | None = None
 
     @nn.compact
     def __call__(self, obs):
-        return nn.Dense(self.num_actions)(DenseStack(self.hidden, self.activation, self.layer_norm)(obs))
+        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
+        return nn.Dense(self.num_actions)(x)
+
+
+class StateValue(nn.Module):
+    """V(s) (IQL's value network)."""
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    torso: TorsoSpec | None = None
+
+    @nn.compact
+    def __call__(self, obs):
+        return nn.Dense(1)(DenseStack(self.hidden, self.activation)(encode(self.torso, obs)))[..., 0]
 
 
 class StateActionValue(nn.Module):
-    """Q(s, a): a Dense stack over concat(s, a), its first layer written as obs @ K_s + action @ K_a.
+    """Q(s, a): a Dense stack over concat(embedding of s, a), its first layer written as s @ K_s + a @ K_a.
 
     The split is the same function (and initialisation) as a Dense over the concatenation, but it broadcasts: one
-    state's projection serves many actions, e.g. obs (B, 1, D) with actions (B, K, A) (CQL's sampled actions).
+    state's projection (and torso pass) serves many actions, e.g. obs (B, 1, D) with actions (B, K, A) (CQL's
+    sampled actions).
     """
 
     hidden: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
+    torso: TorsoSpec | None = None
 
     @nn.compact
     def __call__(self, obs, action):
+        obs = encode(self.torso, obs)
         obs_dim, width = obs.shape[-1], self.hidden[0]
         kernel = self.param("input_kernel", nn.initializers.lecun_normal(), (obs_dim + action.shape[-1], width))
         bias = self.param("input_bias", nn.initializers.zeros, (width,))
@@ -152,36 +217,57 @@ class StateActionValue(nn.Module):
 
 
 class QEnsemble(nn.Module):
-    """`num_qs` independent Q(s, a) networks in one module: output shape (num_qs, ...)."""
+    """`num_qs` independent Q(s, a) networks (each with its own torso) in one module: output shape (num_qs, ...)."""
 
     hidden: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
     num_qs: int = 2
+    torso: TorsoSpec | None = None
 
     @nn.compact
     def __call__(self, obs, action):
         ensemble = nn.vmap(StateActionValue, variable_axes={"params": 0}, split_rngs={"params": True},
                            in_axes=None, out_axes=0, axis_size=self.num_qs)
-        return ensemble(self.hidden, self.activation, self.layer_norm)(obs, action)
+        return ensemble(self.hidden, self.activation, self.layer_norm, self.torso)(obs, action)
 
 
-def polyak(target, online, tau: float):
-    """target <- tau * online + (1 - tau) * target."""
-    return optax.incremental_update(online, target, tau)
+# ---- optimisation: Adam with a traced learning rate --------------------------------------------------------------
+ADAM = optax.scale_by_adam()  # optax.adam without its learning rate, which each step applies as a traced value
 
 
 @struct.dataclass
 class Net:
-    """One network's parameters and optimiser state (the optimiser itself is static, on the learner)."""
+    """One network's parameters and Adam state (the learning rate is in the learner's Hyper)."""
 
     params: Any
     opt_state: Any
 
 
-def optimizer_step(optimizer, net: Net, grads) -> Net:
-    updates, opt_state = optimizer.update(grads, net.opt_state, net.params)
-    return Net(optax.apply_updates(net.params, updates), opt_state)
+def new_net(params) -> Net:
+    return Net(params, ADAM.init(params))
+
+
+def optimizer_step(net: Net, grads, lr) -> Net:
+    """One Adam step with learning rate `lr` (a traced scalar): the update of `optax.adam(lr)`."""
+    updates, opt_state = ADAM.update(grads, net.opt_state, net.params)
+    return Net(optax.apply_updates(net.params, jax.tree.map(lambda u: -lr * u, updates)), opt_state)
+
+
+def gradient_step(loss, net: Net, lr, *args, has_aux: bool = False):
+    """(net after one Adam step down `loss(net.params, *args)`, the loss value (with its aux when `has_aux`))."""
+    value, grads = jax.value_and_grad(loss, has_aux=has_aux)(net.params, *args)
+    return optimizer_step(net, grads, lr), value
+
+
+def polyak(target, online, tau):
+    """target <- tau * online + (1 - tau) * target."""
+    return optax.incremental_update(online, target, tau)
+
+
+def minibatch(batches: Dataset, index: int) -> Dataset:
+    """Minibatch `index` of the `batches_per_update` stacked on axis 0."""
+    return jax.tree.map(lambda x: x[index], batches)
 
 
 # ---- the learner -------------------------------------------------------------------------------------------------
@@ -190,6 +276,8 @@ class OfflineRunner:
     train: Any  # the algorithm's own state: params, optimiser states, target networks
     key: jnp.ndarray
     update: jnp.ndarray  # number of updates done
+    hyper: Any  # this member's numeric settings (the algorithm's Hyper struct)
+    env_params: Any  # this member's environment, where its policy is evaluated (the dataset itself is fixed)
 
 
 class OfflineLearner:
@@ -198,11 +286,18 @@ class OfflineLearner:
     name = "offline"
     batches_per_update = 1  # minibatches one update consumes (the TD3 policy delay)
     supports_discrete = False
+    Hyper: Any = None  # the algorithm's struct of traced settings
+    HYPER_FIELDS: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.HYPER_FIELDS = hyper_fields(cls.Hyper) if cls.Hyper is not None else ()
 
     def __init__(self, config: OfflineConfig, dataset: Dataset, env, env_params, gate: GateSetup | None = None,
                  validation: GateSetup | None = None, selection: SelectionConfig | None = None,
-                 dataset_metadata: Mapping[str, Any] | None = None):
+                 dataset_metadata: Mapping[str, Any] | None = None, torso: TorsoSpec | None = None):
         self.config = config
+        self.torso = torso  # every actor, Q and value network builds its own from it
         self.env = env
         self.env_params = env_params
         self.gate = gate
@@ -236,8 +331,17 @@ class OfflineLearner:
         self.setup()
 
     def setup(self) -> None:
-        """Build networks and optimisers (subclasses)."""
+        """Build the networks (subclasses), with `self.torso` in front of each when there is one."""
         raise NotImplementedError
+
+    def hyper(self):
+        """The default traced hyperparameters (a population overrides some per member)."""
+        return hyper_from_config(self.config, self.Hyper)
+
+    def batch_bytes(self, state) -> int:
+        """Bytes of one update's minibatches (shapes only)."""
+        batches = jax.eval_shape(self.sample, jax.random.PRNGKey(0))
+        return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(batches)))
 
     # ---- the dataset as the learner sees it ---------------------------------------------------------------------
     def _device_data(self, dataset: Dataset) -> Dataset:
@@ -262,10 +366,10 @@ class OfflineLearner:
             center, scale = np.asarray(self.action_center), np.asarray(self.action_scale)
             return jnp.asarray(np.clip((a - center) / scale, -1.0, 1.0), jnp.float32)
 
-        return Dataset(
+        return Dataset(  # rewards as recorded: each update multiplies them by the traced reward_scale
             observations=norm_obs(dataset.observations),
             actions=norm_action(dataset.actions),
-            rewards=jnp.asarray(np.asarray(dataset.rewards, np.float32) * self.config.reward_scale),
+            rewards=jnp.asarray(dataset.rewards, jnp.float32),
             next_observations=norm_obs(dataset.next_observations),
             next_actions=norm_action(dataset.next_actions),
             terminated=jnp.asarray(dataset.terminated, jnp.float32),
@@ -279,10 +383,10 @@ class OfflineLearner:
         return jax.tree.map(lambda x: x[index], self.data)
 
     # ---- to be supplied by each algorithm -------------------------------------------------------------------------
-    def init_train(self, key):
+    def init_train(self, key, hyper):
         raise NotImplementedError
 
-    def update_train(self, train, batches: Dataset, key):
+    def update_train(self, train, batches: Dataset, key, hyper):
         raise NotImplementedError
 
     def actor_params(self, train):
@@ -315,22 +419,25 @@ class OfflineLearner:
         return policy
 
     # ---- updates --------------------------------------------------------------------------------------------------
-    def init(self, key) -> OfflineRunner:
+    def init(self, key, hyper=None, env_params=None) -> OfflineRunner:
+        hyper = self.hyper() if hyper is None else hyper
+        env_params = self.env_params if env_params is None else env_params
         key, init_key = jax.random.split(key)
-        return OfflineRunner(self.init_train(init_key), key, jnp.zeros((), jnp.int32))
+        return OfflineRunner(self.init_train(init_key, hyper), key, jnp.zeros((), jnp.int32), hyper, env_params)
 
     def update(self, runner: OfflineRunner):
         key, sample_key, update_key = jax.random.split(runner.key, 3)
-        train, metrics = self.update_train(runner.train, self.sample(sample_key), update_key)
-        return OfflineRunner(train, key, runner.update + 1), metrics
+        train, metrics = self.update_train(runner.train, self.sample(sample_key), update_key, runner.hyper)
+        return runner.replace(train=train, key=key, update=runner.update + 1), metrics
 
     def run_updates(self, runner: OfflineRunner, num_updates: int):
         """`num_updates` (static) updates in one scan; per-update metrics stacked along axis 0."""
         return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
 
     # ---- evaluation periods: K updates, then a validation backtest that updates the selection (as PPO) -------------
-    def init_state(self, key):
-        runner = self.init(key)
+    def init_state(self, key, hyper=None, env_params=None):
+        """The state `run_periods` continues; `hyper` (default `self.hyper()`) and `env_params` are this member's."""
+        runner = self.init(key, hyper, env_params)
         params = self.policy_params(runner.train)
         selection = init_selection(params) if self.selection_setup is not None else None
         return {"runner": runner, "selection": selection}
@@ -340,8 +447,9 @@ class OfflineLearner:
 
         def evaluate(runner, selection):
             params = self.policy_params(runner.train)
-            return evaluate_and_select(self.env, self.env_params, self.deterministic_policy(params),
-                                       self.selection_setup, selection, params, runner.update, self.selection)
+            policy = self.deterministic_policy(params, runner.env_params)
+            return evaluate_and_select(self.env, runner.env_params, policy, self.selection_setup, selection, params,
+                                       runner.update, self.selection)
 
         return run_evaluation_periods(self.run_updates, evaluate, state, num_periods, self.selection.eval_every)
 
@@ -359,15 +467,83 @@ class OfflineLearner:
         env_params = self.env_params if env_params is None else env_params
         return evaluate(self.env, env_params, self.deterministic_policy(params, env_params), self.gate)
 
-    def train(self, key):
-        state = self.init_state(key)
+    def train(self, key, hyper=None, env_params=None):
+        state = self.init_state(key, hyper, env_params)
         state, metrics, history = self.run_periods(state, self.num_periods)
         params = self.chosen_params(state)
         result = {"params": params, "final_params": self.policy_params(state["runner"].train), "metrics": metrics,
                   "history": history, "selection": state["selection"]}
         if self.gate is not None:
-            result["gate"] = self.evaluate_gate(params)
+            result["gate"] = self.evaluate_gate(params, state["runner"].env_params)
         return result
+
+
+# ---- TD3's update, shared by TD3+BC and ReBRAC -------------------------------------------------------------------
+@struct.dataclass
+class TD3State:
+    actor: Net
+    critic: Net
+    target_actor: Any
+    target_critic: Any
+
+
+class TD3Learner(OfflineLearner):
+    """A deterministic actor, a Q ensemble and target copies of both. One update is `policy_delay` critic steps (one
+    minibatch each, unrolled statically: no `lax.cond`), then one actor step on the last minibatch and the target
+    updates. A subclass builds `self.actor` and `self.critic` in `setup` and supplies its losses:
+
+        critic_loss(params, train, batch, key, hyper) -> (loss, mean Q)
+        actor_loss(params, critic_params, batch, hyper) -> (loss, behaviour-cloning error)
+
+    Its Hyper has at least actor_lr, critic_lr, tau, policy_noise and noise_clip.
+    """
+
+    @property
+    def batches_per_update(self):
+        return self.config.policy_delay
+
+    def init_train(self, key, hyper):
+        actor_key, critic_key = jax.random.split(key)
+        obs = jnp.zeros(self.obs_shape, jnp.float32)
+        actor = self.actor.init(actor_key, obs)
+        critic = self.critic.init(critic_key, obs, jnp.zeros((self.action_dim,), jnp.float32))
+        return TD3State(new_net(actor), new_net(critic), actor, critic)
+
+    def target_action(self, train: TD3State, batch: Dataset, key, hp):
+        """The target actor's next action plus clipped Gaussian noise (target policy smoothing), in [-1, 1]."""
+        noise = jnp.clip(hp.policy_noise * jax.random.normal(key, batch.actions.shape), -hp.noise_clip,
+                         hp.noise_clip)
+        return jnp.clip(self.actor.apply(train.target_actor, batch.next_observations) + noise, -1.0, 1.0)
+
+    def critic_loss(self, params, train: TD3State, batch: Dataset, key, hp):
+        raise NotImplementedError
+
+    def actor_loss(self, params, critic_params, batch: Dataset, hp):
+        raise NotImplementedError
+
+    def update_train(self, train: TD3State, batches: Dataset, key, hp):
+        keys = jax.random.split(key, self.config.policy_delay)
+        critic_losses, q_means = [], []
+        for i in range(self.config.policy_delay):  # the policy delay, unrolled
+            batch = minibatch(batches, i)
+            critic, (loss, q_mean) = gradient_step(self.critic_loss, train.critic, hp.critic_lr, train, batch, keys[i],
+                                                   hp, has_aux=True)
+            train = train.replace(critic=critic)
+            critic_losses.append(loss)
+            q_means.append(q_mean)
+        actor, (actor_loss, bc) = gradient_step(self.actor_loss, train.actor, hp.actor_lr, train.critic.params, batch,
+                                                hp, has_aux=True)
+        train = TD3State(actor, train.critic, polyak(train.target_actor, actor.params, hp.tau),
+                         polyak(train.target_critic, train.critic.params, hp.tau))
+        metrics = {"critic_loss": jnp.mean(jnp.stack(critic_losses)), "actor_loss": actor_loss, "bc_loss": bc,
+                   "q_mean": jnp.mean(jnp.stack(q_means))}
+        return train, metrics
+
+    def actor_params(self, train: TD3State):
+        return train.actor.params
+
+    def policy_output(self, actor_params, obs):
+        return self.actor.apply(actor_params, obs)
 
 
 def bench_offline(learner: OfflineLearner, num_updates: int, seed: int = 0, repeats: int = 3) -> tuple[float, float]:

@@ -21,9 +21,9 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
+from jaxrl.networks import TorsoSpec
 from jaxrl.offline.common import (
     DenseStack,
     Net,
@@ -31,6 +31,10 @@ from jaxrl.offline.common import (
     OfflineLearner,
     QEnsemble,
     ScoreHead,
+    encode,
+    gradient_step,
+    minibatch,
+    new_net,
     optimizer_step,
     polyak,
 )
@@ -39,8 +43,38 @@ from jaxrl.offline.dataset import Dataset
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
+@struct.dataclass
+class CQLHyper:
+    """Continuous CQL's traced settings (named as in CQLConfig)."""
+
+    actor_lr: jnp.ndarray
+    critic_lr: jnp.ndarray
+    alpha_lr: jnp.ndarray
+    gamma: jnp.ndarray
+    tau: jnp.ndarray
+    cql_alpha: jnp.ndarray
+    cql_temperature: jnp.ndarray
+    init_log_alpha: jnp.ndarray
+    reward_scale: jnp.ndarray
+
+
+@struct.dataclass
+class DiscreteCQLHyper:
+    """Discrete CQL's traced settings (named as in CQLConfig; the actor and entropy settings do not apply)."""
+
+    critic_lr: jnp.ndarray
+    gamma: jnp.ndarray
+    tau: jnp.ndarray
+    discrete_cql_alpha: jnp.ndarray
+    reward_scale: jnp.ndarray
+
+
 @dataclasses.dataclass(frozen=True)
 class CQLConfig(OfflineConfig):
+    """Settings of both variants; `hyper()` gives the continuous one's (`DiscreteCQL.hyper()` its own)."""
+
+    Hyper = CQLHyper
+
     cql_alpha: float = 5.0  # weight of the conservative penalty (continuous)
     num_sampled_actions: int = 10  # per kind (uniform, policy at s, policy at s') and state
     cql_temperature: float = 1.0
@@ -57,10 +91,11 @@ class TanhGaussianActor(nn.Module):
     action_dim: int
     hidden: tuple
     activation: str = "relu"
+    torso: TorsoSpec | None = None
 
     @nn.compact
     def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation)(obs)
+        x = DenseStack(self.hidden, self.activation)(encode(self.torso, obs))
         mean = nn.Dense(self.action_dim)(x)
         log_std = jnp.clip(nn.Dense(self.action_dim)(x), LOG_STD_MIN, LOG_STD_MAX)
         return mean, log_std
@@ -86,24 +121,21 @@ class CQLState:
 
 class CQL(OfflineLearner):
     name = "cql"
+    Hyper = CQLHyper
 
     def setup(self):
         cfg = self.config
-        self.actor = TanhGaussianActor(self.action_dim, cfg.hidden, cfg.activation)
-        self.critic = QEnsemble(cfg.hidden, cfg.activation)
-        self.actor_optimizer = optax.adam(cfg.actor_lr)
-        self.critic_optimizer = optax.adam(cfg.critic_lr)
-        self.alpha_optimizer = optax.adam(cfg.alpha_lr)
+        self.actor = TanhGaussianActor(self.action_dim, cfg.hidden, cfg.activation, self.torso)
+        self.critic = QEnsemble(cfg.hidden, cfg.activation, torso=self.torso)
         self.target_entropy = -float(self.action_dim)
 
-    def init_train(self, key):
+    def init_train(self, key, hyper: CQLHyper):
         actor_key, critic_key = jax.random.split(key)
         obs = jnp.zeros(self.obs_shape, jnp.float32)
         actor = self.actor.init(actor_key, obs)
         critic = self.critic.init(critic_key, obs, jnp.zeros((self.action_dim,), jnp.float32))
-        log_alpha = jnp.asarray(self.config.init_log_alpha, jnp.float32)
-        return CQLState(Net(actor, self.actor_optimizer.init(actor)), Net(critic, self.critic_optimizer.init(critic)),
-                        Net(log_alpha, self.alpha_optimizer.init(log_alpha)), critic)
+        log_alpha = jnp.asarray(hyper.init_log_alpha, jnp.float32)
+        return CQLState(new_net(actor), new_net(critic), new_net(log_alpha), critic)
 
     def policy_sample(self, params, obs, key):
         mean, log_std = self.actor.apply(params, obs)
@@ -122,7 +154,7 @@ class CQL(OfflineLearner):
         alpha = jnp.exp(train.log_alpha.params)
         return (alpha * log_prob - q).mean(), log_prob
 
-    def critic_loss(self, params, train: CQLState, batch: Dataset, key):
+    def critic_loss(self, params, train: CQLState, batch: Dataset, key, hp: CQLHyper):
         cfg = self.config
         next_key, rand_key, cur_key, later_key = jax.random.split(key, 4)
         actor = train.actor.params
@@ -130,7 +162,7 @@ class CQL(OfflineLearner):
         next_q = self.critic.apply(train.target_critic, batch.next_observations, next_action).min(0)
         if cfg.backup_entropy:
             next_q = next_q - jnp.exp(train.log_alpha.params) * next_log_prob
-        target = jax.lax.stop_gradient(batch.rewards + cfg.gamma * (1.0 - batch.terminated) * next_q)
+        target = jax.lax.stop_gradient(hp.reward_scale * batch.rewards + hp.gamma * (1.0 - batch.terminated) * next_q)
         # The conservative penalty: Q at the state s on sampled actions (uniform, the policy's at s and at s'), each
         # corrected by its sampling density. One critic call values them and the dataset's action together.
         n, batch_size = cfg.num_sampled_actions, batch.rewards.shape[0]
@@ -146,26 +178,23 @@ class CQL(OfflineLearner):
             jnp.full((batch_size, n), self.action_dim * jnp.log(0.5)), current_log_prob, later_log_prob,
         ], axis=1)
         sampled = q_all[..., 1:] - jax.lax.stop_gradient(log_density)  # (num_qs, B, 3n)
-        temperature = cfg.cql_temperature
+        temperature = hp.cql_temperature
         logsumexp = jax.scipy.special.logsumexp(sampled / temperature, axis=-1) * temperature
         penalty = (logsumexp - q_data).mean(1).sum()
-        return td_loss + cfg.cql_alpha * penalty, (td_loss, penalty, q_data.mean())
+        return td_loss + hp.cql_alpha * penalty, (td_loss, penalty, q_data.mean())
 
-    def update_train(self, train: CQLState, batches: Dataset, key):
-        cfg = self.config
-        batch = jax.tree.map(lambda x: x[0], batches)
+    def update_train(self, train: CQLState, batches: Dataset, key, hp: CQLHyper):
+        batch = minibatch(batches, 0)
         actor_key, critic_key = jax.random.split(key)
-        (actor_loss, log_prob), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-            train.actor.params, train, batch, actor_key)
-        actor = optimizer_step(self.actor_optimizer, train.actor, grads)
+        actor, (actor_loss, log_prob) = gradient_step(self.actor_loss, train.actor, hp.actor_lr, train, batch,
+                                                      actor_key, has_aux=True)
         entropy_gap = jax.lax.stop_gradient(log_prob + self.target_entropy).mean()
         alpha_grad = -entropy_gap  # d/dlog_alpha of -(log_alpha * (log pi + target_entropy))
-        log_alpha = optimizer_step(self.alpha_optimizer, train.log_alpha, alpha_grad)
+        log_alpha = optimizer_step(train.log_alpha, alpha_grad, hp.alpha_lr)
         train = train.replace(actor=actor, log_alpha=log_alpha)
-        (critic_loss, (td_loss, penalty, q_mean)), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            train.critic.params, train, batch, critic_key)
-        critic = optimizer_step(self.critic_optimizer, train.critic, grads)
-        train = train.replace(critic=critic, target_critic=polyak(train.target_critic, critic.params, cfg.tau))
+        critic, (critic_loss, (td_loss, penalty, q_mean)) = gradient_step(
+            self.critic_loss, train.critic, hp.critic_lr, train, batch, critic_key, hp, has_aux=True)
+        train = train.replace(critic=critic, target_critic=polyak(train.target_critic, critic.params, hp.tau))
         metrics = {"critic_loss": critic_loss, "td_loss": td_loss, "cql_penalty": penalty, "actor_loss": actor_loss,
                    "alpha": jnp.exp(log_alpha.params), "entropy": -log_prob.mean(), "q_mean": q_mean}
         return train, metrics
@@ -187,37 +216,34 @@ class DiscreteCQLState:
 class DiscreteCQL(OfflineLearner):
     name = "cql"
     supports_discrete = True
+    Hyper = DiscreteCQLHyper
 
     def setup(self):
         if not self.discrete:
             raise ValueError("DiscreteCQL needs a discrete action space (env.action_grid); use CQL for continuous")
         cfg = self.config
-        self.q_network = ScoreHead(self.num_actions, cfg.hidden, cfg.activation)
-        self.optimizer = optax.adam(cfg.critic_lr)
+        self.q_network = ScoreHead(self.num_actions, cfg.hidden, cfg.activation, torso=self.torso)
 
-    def init_train(self, key):
+    def init_train(self, key, hyper: DiscreteCQLHyper):
         params = self.q_network.init(key, jnp.zeros(self.obs_shape, jnp.float32))
-        return DiscreteCQLState(Net(params, self.optimizer.init(params)), params)
+        return DiscreteCQLState(new_net(params), params)
 
-    def loss(self, params, target_params, batch: Dataset):
-        cfg = self.config
+    def loss(self, params, target_params, batch: Dataset, hp: DiscreteCQLHyper):
         # Double DQN: the online network picks the next action, the target network values it.
         next_best = jnp.argmax(self.q_network.apply(params, batch.next_observations), axis=-1)
         next_q = jnp.take_along_axis(self.q_network.apply(target_params, batch.next_observations),
                                      next_best[:, None], axis=-1)[:, 0]
-        target = jax.lax.stop_gradient(batch.rewards + cfg.gamma * (1.0 - batch.terminated) * next_q)
+        target = jax.lax.stop_gradient(hp.reward_scale * batch.rewards + hp.gamma * (1.0 - batch.terminated) * next_q)
         q_all = self.q_network.apply(params, batch.observations)
         q_data = jnp.take_along_axis(q_all, batch.actions[:, None], axis=-1)[:, 0]
         td_loss = ((q_data - target) ** 2).mean()
         penalty = (jax.scipy.special.logsumexp(q_all, axis=-1) - q_data).mean()
-        return td_loss + cfg.discrete_cql_alpha * penalty, (td_loss, penalty, q_data.mean())
+        return td_loss + hp.discrete_cql_alpha * penalty, (td_loss, penalty, q_data.mean())
 
-    def update_train(self, train: DiscreteCQLState, batches: Dataset, key):
-        batch = jax.tree.map(lambda x: x[0], batches)
-        (loss, (td_loss, penalty, q_mean)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            train.q.params, train.target_q, batch)
-        q = optimizer_step(self.optimizer, train.q, grads)
-        train = DiscreteCQLState(q, polyak(train.target_q, q.params, self.config.tau))
+    def update_train(self, train: DiscreteCQLState, batches: Dataset, key, hp: DiscreteCQLHyper):
+        q, (loss, (td_loss, penalty, q_mean)) = gradient_step(self.loss, train.q, hp.critic_lr, train.target_q,
+                                                              minibatch(batches, 0), hp, has_aux=True)
+        train = DiscreteCQLState(q, polyak(train.target_q, q.params, hp.tau))
         return train, {"critic_loss": loss, "td_loss": td_loss, "cql_penalty": penalty, "q_mean": q_mean}
 
     def actor_params(self, train: DiscreteCQLState):
@@ -228,11 +254,11 @@ class DiscreteCQL(OfflineLearner):
 
 
 def make_learner(config: CQLConfig, dataset: Dataset, env, env_params, gate=None, validation=None, selection=None,
-                 dataset_metadata=None) -> CQL | DiscreteCQL:
+                 dataset_metadata=None, torso=None) -> CQL | DiscreteCQL:
     """CQL for a continuous action space, DiscreteCQL for a discrete one (the position env's action_grid)."""
     discrete = hasattr(env.action_space(env_params), "n")
     learner = DiscreteCQL if discrete else CQL
-    return learner(config, dataset, env, env_params, gate, validation, selection, dataset_metadata)
+    return learner(config, dataset, env, env_params, gate, validation, selection, dataset_metadata, torso)
 
 
 Config = CQLConfig

@@ -12,27 +12,44 @@ from __future__ import annotations
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jaxrl.offline.common import (
-    DenseStack,
     DeterministicActor,
     Net,
     OfflineConfig,
     OfflineLearner,
     QEnsemble,
-    optimizer_step,
+    StateValue,
+    gradient_step,
+    minibatch,
+    new_net,
     polyak,
 )
 from jaxrl.offline.dataset import Dataset
 
 
+@struct.dataclass
+class IQLHyper:
+    """IQL's traced settings (named as in IQLConfig)."""
+
+    actor_lr: jnp.ndarray
+    critic_lr: jnp.ndarray
+    value_lr: jnp.ndarray
+    gamma: jnp.ndarray
+    tau: jnp.ndarray
+    expectile: jnp.ndarray
+    temperature: jnp.ndarray
+    max_weight: jnp.ndarray
+    reward_scale: jnp.ndarray
+
+
 @dataclasses.dataclass(frozen=True)
 class IQLConfig(OfflineConfig):
+    Hyper = IQLHyper
+
     expectile: float = 0.7  # tau: 0.5 is SARSA-like, towards 1 the in-dataset maximum
     temperature: float = 3.0  # beta of the advantage weights
     max_weight: float = 100.0  # exp(beta * advantage) is clipped here
@@ -40,15 +57,6 @@ class IQLConfig(OfflineConfig):
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
     tau: float = 0.005
-
-
-class Value(nn.Module):
-    hidden: tuple
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, obs):
-        return nn.Dense(1)(DenseStack(self.hidden, self.activation)(obs))[..., 0]
 
 
 @struct.dataclass
@@ -59,60 +67,53 @@ class IQLState:
     target_critic: dict
 
 
-def expectile_loss(diff, expectile: float):
+def expectile_loss(diff, expectile):
     weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
     return weight * diff**2
 
 
 class IQL(OfflineLearner):
     name = "iql"
+    Hyper = IQLHyper
 
     def setup(self):
         cfg = self.config
-        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation)
-        self.critic = QEnsemble(cfg.hidden, cfg.activation)
-        self.value = Value(cfg.hidden, cfg.activation)
-        self.actor_optimizer = optax.adam(cfg.actor_lr)
-        self.critic_optimizer = optax.adam(cfg.critic_lr)
-        self.value_optimizer = optax.adam(cfg.value_lr)
+        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso)
+        self.critic = QEnsemble(cfg.hidden, cfg.activation, torso=self.torso)
+        self.value = StateValue(cfg.hidden, cfg.activation, self.torso)
 
-    def init_train(self, key):
+    def init_train(self, key, hyper: IQLHyper):
         actor_key, critic_key, value_key = jax.random.split(key, 3)
         obs = jnp.zeros(self.obs_shape, jnp.float32)
         actor = self.actor.init(actor_key, obs)
         critic = self.critic.init(critic_key, obs, jnp.zeros((self.action_dim,), jnp.float32))
         value = self.value.init(value_key, obs)
-        return IQLState(Net(actor, self.actor_optimizer.init(actor)), Net(critic, self.critic_optimizer.init(critic)),
-                        Net(value, self.value_optimizer.init(value)), critic)
+        return IQLState(new_net(actor), new_net(critic), new_net(value), critic)
 
-    def value_loss(self, params, target_q, batch: Dataset):
+    def value_loss(self, params, target_q, batch: Dataset, hp: IQLHyper):
         v = self.value.apply(params, batch.observations)
-        return expectile_loss(target_q - v, self.config.expectile).mean(), v
+        return expectile_loss(target_q - v, hp.expectile).mean(), v
 
-    def critic_loss(self, params, next_v, batch: Dataset):
-        target = batch.rewards + self.config.gamma * (1.0 - batch.terminated) * next_v
+    def critic_loss(self, params, next_v, batch: Dataset, hp: IQLHyper):
+        target = hp.reward_scale * batch.rewards + hp.gamma * (1.0 - batch.terminated) * next_v
         q = self.critic.apply(params, batch.observations, batch.actions)
         return ((q - target) ** 2).mean(1).sum()
 
-    def actor_loss(self, params, advantage, batch: Dataset):
-        cfg = self.config
-        weight = jnp.minimum(jnp.exp(cfg.temperature * advantage), cfg.max_weight)
+    def actor_loss(self, params, advantage, batch: Dataset, hp: IQLHyper):
+        weight = jnp.minimum(jnp.exp(hp.temperature * advantage), hp.max_weight)
         action = self.actor.apply(params, batch.observations)
         return (weight * ((action - batch.actions) ** 2).sum(-1)).mean()
 
-    def update_train(self, train: IQLState, batches: Dataset, key):
-        cfg = self.config
-        batch = jax.tree.map(lambda x: x[0], batches)
+    def update_train(self, train: IQLState, batches: Dataset, key, hp: IQLHyper):
+        batch = minibatch(batches, 0)
         target_q = self.critic.apply(train.target_critic, batch.observations, batch.actions).min(0)
-        (value_loss, v), grads = jax.value_and_grad(self.value_loss, has_aux=True)(train.value.params, target_q, batch)
-        value = optimizer_step(self.value_optimizer, train.value, grads)
+        value, (value_loss, v) = gradient_step(self.value_loss, train.value, hp.value_lr, target_q, batch, hp,
+                                               has_aux=True)
         advantage = target_q - v  # with V before its step, as in the reference implementation
-        actor_loss, grads = jax.value_and_grad(self.actor_loss)(train.actor.params, advantage, batch)
-        actor = optimizer_step(self.actor_optimizer, train.actor, grads)
+        actor, actor_loss = gradient_step(self.actor_loss, train.actor, hp.actor_lr, advantage, batch, hp)
         next_v = self.value.apply(value.params, batch.next_observations)
-        critic_loss, grads = jax.value_and_grad(self.critic_loss)(train.critic.params, next_v, batch)
-        critic = optimizer_step(self.critic_optimizer, train.critic, grads)
-        train = IQLState(actor, critic, value, polyak(train.target_critic, critic.params, cfg.tau))
+        critic, critic_loss = gradient_step(self.critic_loss, train.critic, hp.critic_lr, next_v, batch, hp)
+        train = IQLState(actor, critic, value, polyak(train.target_critic, critic.params, hp.tau))
         metrics = {"critic_loss": critic_loss, "value_loss": value_loss, "actor_loss": actor_loss,
                    "q_mean": target_q.mean(), "advantage_mean": advantage.mean()}
         return train, metrics
@@ -125,8 +126,8 @@ class IQL(OfflineLearner):
 
 
 def make_learner(config: IQLConfig, dataset: Dataset, env, env_params, gate=None, validation=None, selection=None,
-                 dataset_metadata=None) -> IQL:
-    return IQL(config, dataset, env, env_params, gate, validation, selection, dataset_metadata)
+                 dataset_metadata=None, torso=None) -> IQL:
+    return IQL(config, dataset, env, env_params, gate, validation, selection, dataset_metadata, torso)
 
 
 Config = IQLConfig

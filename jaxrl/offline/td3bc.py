@@ -4,7 +4,7 @@
     actor:   maximise lambda * Q_1(s, pi(s)) - (pi(s) - a)^2,  lambda = alpha / mean |Q_1(s, pi(s))|
 
 One update is `policy_delay` critic steps followed by one actor step and the target updates, unrolled statically
-(no `lax.cond`). Actions live in [-1, 1] inside the learner.
+(no `lax.cond`): TD3's update of `common.TD3Learner`, with these losses. Actions live in [-1, 1] inside the learner.
 """
 
 from __future__ import annotations
@@ -13,23 +13,30 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from jaxrl.offline.common import (
-    DeterministicActor,
-    Net,
-    OfflineConfig,
-    OfflineLearner,
-    QEnsemble,
-    optimizer_step,
-    polyak,
-)
+from jaxrl.offline.common import DeterministicActor, OfflineConfig, QEnsemble, TD3Learner, TD3State
 from jaxrl.offline.dataset import Dataset
+
+
+@struct.dataclass
+class TD3BCHyper:
+    """TD3+BC's traced settings (named as in TD3BCConfig)."""
+
+    actor_lr: jnp.ndarray
+    critic_lr: jnp.ndarray
+    gamma: jnp.ndarray
+    tau: jnp.ndarray
+    alpha: jnp.ndarray
+    policy_noise: jnp.ndarray
+    noise_clip: jnp.ndarray
+    reward_scale: jnp.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
 class TD3BCConfig(OfflineConfig):
+    Hyper = TD3BCHyper
+
     alpha: float = 2.5  # weight of the Q term against the BC term
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -39,83 +46,33 @@ class TD3BCConfig(OfflineConfig):
     policy_delay: int = 2  # critic steps per actor step
 
 
-@struct.dataclass
-class TD3BCState:
-    actor: Net
-    critic: Net
-    target_actor: dict
-    target_critic: dict
-
-
-class TD3BC(OfflineLearner):
+class TD3BC(TD3Learner):
     name = "td3bc"
-
-    @property
-    def batches_per_update(self):
-        return self.config.policy_delay
+    Hyper = TD3BCHyper
 
     def setup(self):
         cfg = self.config
-        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation)
-        self.critic = QEnsemble(cfg.hidden, cfg.activation)
-        self.actor_optimizer = optax.adam(cfg.actor_lr)
-        self.critic_optimizer = optax.adam(cfg.critic_lr)
+        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso)
+        self.critic = QEnsemble(cfg.hidden, cfg.activation, torso=self.torso)
 
-    def init_train(self, key):
-        actor_key, critic_key = jax.random.split(key)
-        obs = jnp.zeros(self.obs_shape, jnp.float32)
-        actor = self.actor.init(actor_key, obs)
-        critic = self.critic.init(critic_key, obs, jnp.zeros((self.action_dim,), jnp.float32))
-        return TD3BCState(Net(actor, self.actor_optimizer.init(actor)), Net(critic, self.critic_optimizer.init(critic)),
-                          actor, critic)
-
-    def critic_loss(self, params, train: TD3BCState, batch: Dataset, key):
-        cfg = self.config
-        noise = jnp.clip(cfg.policy_noise * jax.random.normal(key, batch.actions.shape), -cfg.noise_clip,
-                         cfg.noise_clip)
-        next_action = jnp.clip(self.actor.apply(train.target_actor, batch.next_observations) + noise, -1.0, 1.0)
+    def critic_loss(self, params, train: TD3State, batch: Dataset, key, hp: TD3BCHyper):
+        next_action = self.target_action(train, batch, key, hp)
         next_q = self.critic.apply(train.target_critic, batch.next_observations, next_action).min(0)
-        target = batch.rewards + cfg.gamma * (1.0 - batch.terminated) * next_q
+        target = hp.reward_scale * batch.rewards + hp.gamma * (1.0 - batch.terminated) * next_q
         q = self.critic.apply(params, batch.observations, batch.actions)
         return ((q - jax.lax.stop_gradient(target)) ** 2).mean(1).sum(), q.mean()
 
-    def actor_loss(self, params, critic_params, batch: Dataset):
+    def actor_loss(self, params, critic_params, batch: Dataset, hp: TD3BCHyper):
         action = self.actor.apply(params, batch.observations)
         q = self.critic.apply(critic_params, batch.observations, action)[0]
-        lam = self.config.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
+        lam = hp.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
         bc = ((action - batch.actions) ** 2).sum(-1).mean()
         return -lam * q.mean() + bc, bc
 
-    def update_train(self, train: TD3BCState, batches: Dataset, key):
-        cfg = self.config
-        keys = jax.random.split(key, cfg.policy_delay)
-        critic_losses, q_means = [], []
-        for i in range(cfg.policy_delay):  # the policy delay, unrolled
-            batch = jax.tree.map(lambda x: x[i], batches)
-            (loss, q_mean), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
-                train.critic.params, train, batch, keys[i])
-            train = train.replace(critic=optimizer_step(self.critic_optimizer, train.critic, grads))
-            critic_losses.append(loss)
-            q_means.append(q_mean)
-        (actor_loss, bc), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-            train.actor.params, train.critic.params, batch)
-        actor = optimizer_step(self.actor_optimizer, train.actor, grads)
-        train = TD3BCState(actor, train.critic, polyak(train.target_actor, actor.params, cfg.tau),
-                           polyak(train.target_critic, train.critic.params, cfg.tau))
-        metrics = {"critic_loss": jnp.mean(jnp.stack(critic_losses)), "actor_loss": actor_loss, "bc_loss": bc,
-                   "q_mean": jnp.mean(jnp.stack(q_means))}
-        return train, metrics
-
-    def actor_params(self, train: TD3BCState):
-        return train.actor.params
-
-    def policy_output(self, actor_params, obs):
-        return self.actor.apply(actor_params, obs)
-
 
 def make_learner(config: TD3BCConfig, dataset: Dataset, env, env_params, gate=None, validation=None, selection=None,
-                 dataset_metadata=None) -> TD3BC:
-    return TD3BC(config, dataset, env, env_params, gate, validation, selection, dataset_metadata)
+                 dataset_metadata=None, torso=None) -> TD3BC:
+    return TD3BC(config, dataset, env, env_params, gate, validation, selection, dataset_metadata, torso)
 
 
 Config = TD3BCConfig
