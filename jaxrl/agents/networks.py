@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.init import orthogonal
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 MASKED_LOGIT = -1e9  # large but finite, so log-probabilities of masked policies stay finite
 
@@ -21,7 +23,7 @@ class MLP(nn.Module):
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
         return x
 
 
@@ -47,9 +49,9 @@ class ActorCritic(nn.Module):
     @nn.compact
     def __call__(self, obs):
         actor = self._torso("actor_torso")(obs)
-        head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01), name="actor_head")(actor)
+        head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), name="actor_head")(actor)
         critic = self._torso("critic_torso")(obs)
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="critic_head")(critic)[..., 0]
+        value = nn.Dense(1, kernel_init=orthogonal(1.0), name="critic_head")(critic)[..., 0]
         if self.discrete:
             return head, value
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,))

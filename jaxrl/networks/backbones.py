@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.init import orthogonal
+
 ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 NORMS = ("none", "layer", "rms")
 POOLS = ("last", "mean")
@@ -61,7 +63,7 @@ class MLPBackbone(nn.Module):
         deterministic = _deterministic(self, deterministic)
         x = x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
         for width in (*self.hidden, self.embed_dim):
-            x = nn.Dense(int(width), kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+            x = nn.Dense(int(width), kernel_init=orthogonal(np.sqrt(2.0)))(x)
             x = act(_norm(self.norm)(x))
             x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
         return x

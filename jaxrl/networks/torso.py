@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.init import orthogonal
 from jaxrl.networks.backbones import _activation, backbone_settings, freeze_kwargs
 
 TORSO_KEYS = ("head_hidden", "head_activation")  # settings in a network config that belong to the torso
@@ -47,7 +48,7 @@ class Torso(nn.Module):
         x = jnp.concatenate([embedding, extra], axis=-1)
         act = _activation(self.head_activation)
         for width in self.head_hidden:
-            x = act(nn.Dense(int(width), kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+            x = act(nn.Dense(int(width), kernel_init=orthogonal(np.sqrt(2.0)))(x))
         return x
 
 
