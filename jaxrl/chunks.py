@@ -77,7 +77,9 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     A learner (PPO, the offline learners) provides: `selection` (SelectionConfig), `num_periods`, `num_updates`,
     `steps_per_update` (env steps, or samples for offline learners), `init_state(key)`,
     `run_periods(state, num_periods) -> (state, per-update metrics, per-evaluation history)`, `chosen_params(state)`,
-    `evaluate_gate(params)` and `deterministic_policy(params)`.
+    `evaluate_gate(params)` and `deterministic_policy(params)`. Optional: `init_input(seed)` (what `init_state`
+    starts from, default `PRNGKey(seed)`; a population passes its members' keys and settings) and
+    `place_state(state)` (where the state lives, e.g. a population spread over a device mesh).
 
     With `out_dir`, logs rows and saves a resumable state after each chunk; `resume=True` continues from it.
     Returns (state, timings).
@@ -90,14 +92,16 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     # Compiled functions live on the learner, so later runs of the same learner (resume, tests) reuse them.
     compiled: dict[Any, Any] = learner.__dict__.setdefault("_compiled_chunks", {})
     init = compiled.setdefault("init", jax.jit(learner.init_state))
-    key = jax.random.PRNGKey(seed)
+    key = learner.init_input(seed) if hasattr(learner, "init_input") else jax.random.PRNGKey(seed)
+    place = getattr(learner, "place_state", lambda tree: tree)
     state, done = None, 0
     if resume and out is not None:
         loaded = _load_state(out, jax.eval_shape(init, key))
         if loaded is not None:
             state, done = loaded
+            state = place(state)
     if state is None:
-        state = init(key)
+        state = place(init(key))
         for name in (METRICS_FILE, EVALUATIONS_FILE):
             if out is not None:
                 (out / name).unlink(missing_ok=True)
@@ -131,8 +135,9 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             on_chunk(done, total, metrics, history, state, timings)
         if out is not None:
             _save_state(out, state, done)
-        if state["selection"] is not None and bool(state["selection"].stopped) and done < total:
-            # Flat early stop fired: the remaining periods could not change the parameters any more.
+        if state["selection"] is not None and np.all(np.asarray(state["selection"].stopped)) and done < total:
+            # Flat early stop fired (for every member of a population): the remaining periods could not change
+            # the parameters any more.
             timings["stopped_early_at_period"] = done
             break
     timings["total_s"] = time.perf_counter() - start

@@ -148,16 +148,60 @@ def _history_lists(rows: list[dict]) -> dict[str, list]:
     return {name: [row.get(name) for row in rows] for name in (rows[0] if rows else {})}
 
 
-def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
-    """Train, gate, write the run directory and record the attempt. Returns a dict with `gate`, `record`, ..."""
+def progress_printer(learner, say, members: int = 1):
+    """`on_chunk` for `run_in_chunks`: one line per chunk with steps/s (all members together), ETA, the latest
+    loss or reward and the validation score (medians over a population's members)."""
+    period, steps_per_update = learner.selection.eval_every, learner.steps_per_update * members
+
+    def on_chunk(done, total, metrics, history, state, timings):
+        rate = (done - timings["resumed_from_period"]) * period * steps_per_update / max(timings["run_s"], 1e-9)
+        eta = (total - done) * period * steps_per_update / max(rate, 1e-9)
+        shown = next(name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics)
+        line = f"  [{done * period:>5}/{total * period}] {done * period * steps_per_update:>11,d} steps  " \
+               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  {shown.split('_')[0]} {_median(metrics[shown][-1]):+.4f}"
+        if history:
+            selection = state["selection"]
+            found = np.asarray(selection.best_update) >= 0  # members with a selectable (not flat) evaluation
+            best = np.asarray(selection.best_score)[found]
+            line += f"  val {_median(history[learner.selection.metric][-1]):+.3f}  best " + \
+                (f"{_median(best):+.3f}" if best.size else "n/a")
+            if np.ndim(selection.best_update) == 0 and found:
+                line += f"@{int(selection.best_update)}"
+            elif np.ndim(selection.best_update) and not found.all():
+                line += f" ({int(found.sum())}/{found.size} selected)"
+            stopped = np.asarray(selection.stopped)
+            if stopped.any():
+                line += f"  FLAT EARLY STOP ({int(stopped.sum())}/{stopped.size})" if stopped.ndim else \
+                    "  FLAT EARLY STOP"
+        say(line, flush=True)
+
+    return on_chunk
+
+
+def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
+    """Create the run directory and write config.yaml; a resumed run must have the same config (run.* aside)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume = bool(cfg.run.get("resume", False))
     config_text = OmegaConf.to_yaml(cfg, resolve=True)
     saved = out_dir / "config.yaml"
-    if resume and saved.exists() and _without_run(saved.read_text()) != _without_run(config_text):
+    if cfg.run.get("resume", False) and saved.exists() and \
+            _without_run(saved.read_text()) != _without_run(config_text):
         raise ValueError(f"{saved}: resuming needs the same config as the interrupted run (only run.* may differ)")
     saved.write_text(config_text)
+    return out_dir
+
+
+def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Train, gate, write the run directory and record the attempt. Returns a dict with `gate`, `record`, ...
+    With `run.num_seeds > 1` or a `sweep.*` list, trains a population instead (`jaxrl.population.run`)."""
+    from jaxrl.population import is_population
+
+    if is_population(cfg):
+        from jaxrl.population.run import run_population
+
+        return run_population(cfg, out_dir, verbose=verbose)
+    out_dir = prepare_run_dir(cfg, out_dir)
+    resume = bool(cfg.run.get("resume", False))
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
@@ -170,23 +214,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     if offline and oracle_notice(learner):
         say(f"WARNING     {oracle_notice(learner)}")
 
-    def on_chunk(done, total, metrics, history, state, timings):
-        rate = (done - timings["resumed_from_period"]) * period * steps_per_update / max(timings["run_s"], 1e-9)
-        eta = (total - done) * period * steps_per_update / max(rate, 1e-9)
-        shown = next(name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics)
-        line = f"  [{done * period:>5}/{total * period}] {done * period * steps_per_update:>11,d} steps  " \
-               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  {shown.split('_')[0]} {_median(metrics[shown][-1]):+.4f}"
-        if history:
-            selection = state["selection"]
-            line += f"  val {_median(history[learner.selection.metric][-1]):+.3f}  best " \
-                    f"{_median(selection.best_score):+.3f}"
-            if np.ndim(selection.best_update) == 0:
-                line += f"@{int(selection.best_update)}"
-            stopped = np.asarray(selection.stopped)
-            if stopped.any():
-                line += f"  FLAT EARLY STOP ({int(stopped.sum())}/{stopped.size})" if stopped.ndim else \
-                    "  FLAT EARLY STOP"
-        say(line, flush=True)
+    on_chunk = progress_printer(learner, say)
 
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
                                    on_chunk=on_chunk)
@@ -234,7 +262,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
     if market is not None:
         report = gate_report(
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
-            exec_lag=cfg.env.exec_lag, cost_bps=(member or {}).get("env.cost_bps", cfg.env.cost_bps),
+            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
         )
         report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": seed,
                        "optimistic": learner.selection.optimistic,

@@ -10,6 +10,9 @@ skipped, failed before training) and the errors it recorded.
 - **running**: `resume/` or only `config.yaml`: updates done (`metrics.jsonl` rows) against the planned
   `agent.total_timesteps // (agent.num_envs * agent.num_steps)`, periods from `resume/progress.json`, and how long
   ago it last wrote (a killed run looks the same as a live one; the age tells them apart).
+- A **population** (`run.num_seeds` / `sweep.*`, a directory with `plan.json`) is one row per member: finished from
+  `members/<label>/gate.json`, running while its group (`group<NN>/`) trains, **pending** while its group has not
+  started, failed when the population directory holds `error.txt`.
 
 Reads files only (no JAX import): cheap to run next to a training job. Exit code 0.
 """
@@ -27,6 +30,7 @@ from typing import Any
 import yaml
 
 STATE_FILE = "combos_state.json"
+PLAN_FILE = "plan.json"  # a population run directory (jaxrl.population.run)
 SKIP_DIRS = {"resume", "checkpoint", ".hydra", ".submitit", "__pycache__"}
 MAX_DEPTH = 4
 STATUS_ORDER = {"running": 0, "failed": 1, "finished": 2, "pending": 3, "skipped": 4}
@@ -53,6 +57,10 @@ def _count_lines(path: Path) -> int:
             return sum(1 for line in handle if line.strip())
     except OSError:
         return 0
+
+
+def _is_population(path: Path) -> bool:
+    return (path / PLAN_FILE).exists()
 
 
 def _is_member(path: Path) -> bool:
@@ -120,7 +128,9 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         "name": run_dir.name, "path": str(run_dir), "status": "running",
         "symbol": data.get("symbol"), "env": (config.get("env") or {}).get("name"), "agent": agent.get("name"),
         "network": network.get("name", "mlp") if isinstance(network, dict) else None,
-        "labeler": labeler.get("name") if isinstance(labeler, dict) else labeler, "seed": config.get("seed"),
+        # the labeler only for an offline agent (its config names a dataset_path); PPO ignores the labeler group
+        "labeler": (labeler.get("name") if isinstance(labeler, dict) else labeler) if "dataset_path" in agent
+        else None, "seed": config.get("seed"),
         "updates_done": _count_lines(run_dir / "metrics.jsonl"), "updates_planned": planned_updates(config),
         "periods_done": None, "gate_value": None, "passed": None, "threshold": None, "error": None, "reason": None,
     }
@@ -149,12 +159,51 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     return row
 
 
+def describe_population(root: Path) -> list[dict[str, Any]]:
+    """One status row per member of a population run directory, from its plan.json and its groups' files."""
+    plan = _read_json(root / PLAN_FILE) or {}
+    base = describe_run(root)
+    seeds = {m.get("label"): m.get("seed") for m in plan.get("members", []) if isinstance(m, dict)}
+    failed = (root / "error.txt").exists()
+    rows = []
+    for g, labels in enumerate(plan.get("groups", [])):
+        group = root / f"group{g:02d}"
+        started = (group / "metrics.jsonl").exists() or (group / "resume").exists()
+        for label in labels:
+            member_dir = root / "members" / label
+            if (member_dir / "gate.json").exists() or (member_dir / "summary.txt").exists():
+                row = describe_run(member_dir)
+            else:
+                row = {**base, "name": label, "path": str(member_dir), "seed": seeds.get(label),
+                       "gate_value": None, "passed": None, "threshold": None, "error": None, "reason": None}
+                progress = _read_json(group / "resume" / "progress.json")
+                row["periods_done"] = progress.get("periods_done") if isinstance(progress, dict) else None
+                row["updates_done"] = _count_lines(group / "metrics.jsonl")
+                written = _last_write(group)
+                row["age_s"] = None if written is None else max(0.0, time.time() - written)
+                if failed:
+                    row["error"] = _last_error_line((root / "error.txt").read_text())
+                    row.update(status="failed", reason=row["error"])
+                elif started:
+                    row.update(status="running", reason=f"group {g}")
+                else:
+                    row.update(status="pending", reason=f"group {g} not started", updates_done=None, age_s=None)
+            row.update(population=root.name, group=g)
+            rows.append(row)
+    return rows
+
+
 def status(path: str | Path) -> list[dict[str, Any]]:
     """Status rows of every member of `path` (see the module docstring)."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such run, sweep or combos directory")
-    rows = {str(member.resolve()): describe_run(member) for member in find_members(root)}
+    rows = {}
+    for member in find_members(root):
+        if _is_population(member):
+            rows.update({str(Path(r["path"]).resolve()): r for r in describe_population(member)})
+        else:
+            rows[str(member.resolve())] = describe_run(member)
     state = _read_json(root / STATE_FILE)
     ordered: list[dict[str, Any]] = []
     if isinstance(state, dict):

@@ -165,6 +165,15 @@ class PPO:
         self.init_params = init_params
 
     # ---- pieces ---------------------------------------------------------------------------------------------
+    def hyper(self) -> PPOHyper:
+        """The default traced hyperparameters (a population overrides some per member)."""
+        return self.config.hyper()
+
+    def batch_bytes(self, state) -> int:
+        """Bytes of one update's rollout (shapes only): the largest transient buffer of an update."""
+        _, traj = jax.eval_shape(self._rollout, state["runner"])
+        return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(traj)))
+
     def action_mask(self, env_state, env_params):
         if not self.has_mask:
             return None

@@ -1,0 +1,160 @@
+"""Host side of a population run: groups, chunks, one gate report and registry entry per member, the summary.
+
+Directory layout of `python -m jaxrl.train run.num_seeds=8 sweep.lr=[1e-4,3e-4]`:
+
+    <run dir>/config.yaml            the population's config
+    <run dir>/plan.json              every member (seed, swept values) and the group it trains in
+    <run dir>/population.json|.txt   spread across seeds per setting, every member's gate value and class
+    <run dir>/memory.json            the estimate checked before compiling
+    <run dir>/group00/               metrics.jsonl, evaluations.jsonl (one list per row: a value per member),
+                                     resume/ (the whole group's state) and done.json once its members are written
+    <run dir>/members/<label>/       what a single run writes (config.yaml that trains it alone, gate.json, ...)
+
+A population larger than `run.population_chunk` runs as several groups of that size, one after another, all
+through the same compiled program (the last group is padded with copies whose results are dropped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from jaxrl.checkpoint import write_json_atomic
+from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
+from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir, progress_printer
+from jaxrl.population.learner import Population, check_memory, member_mesh
+from jaxrl.population.members import Member, member_config, member_inputs, population_members
+from jaxrl.population.summary import format_summary, member_row, population_summary
+
+DONE_FILE = "done.json"
+PLAN_FILE = "plan.json"
+SUMMARY_FILE = "population.json"
+
+
+def group_sizes(num_members: int, chunk: int, num_devices: int) -> int:
+    """Members per compiled group: at most `chunk` (rounded up to a multiple of the device count)."""
+    if chunk < 1:
+        raise ValueError(f"run.population_chunk must be >= 1, got {chunk}")
+    size = min(num_members, chunk)
+    return -(-size // num_devices) * num_devices
+
+
+def member_slice(rows: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """One member's rows from population rows, where a per-member value is a list."""
+    return [{k: (v[index] if isinstance(v, list) else v) for k, v in row.items()} for row in rows]
+
+
+def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Train every member of the population; returns the population summary with `gate` = the median member's
+    gate value (what a Hydra sweeper optimises) and `members` = each member's result."""
+    say = print if verbose else (lambda *a, **k: None)
+    out_dir = prepare_run_dir(cfg, out_dir)
+    resume = bool(cfg.run.get("resume", False))
+    members = population_members(cfg)
+    experiment = Experiment.from_config(cfg)
+    learner = experiment.learner
+    devices = jax.devices()
+    mesh = member_mesh(devices) if len(devices) > 1 else None
+    size = group_sizes(len(members), int(cfg.run.get("population_chunk", 64)), len(devices))
+    groups = [members[i:i + size] for i in range(0, len(members), size)]
+    # What `python -m jaxrl.status` reads (files only): which member trains in which group.
+    write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
+                                            "members": [m.as_dict() for m in members]})
+    say(f"jaxrl population: {len(members)} members ({cfg.run.num_seeds} seeds x "
+        f"{len(members) // int(cfg.run.num_seeds)} settings) of {cfg.env.name} / {cfg.agent.name} / "
+        f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
+        f"{learner.num_updates} updates x {learner.steps_per_update} steps each, on {len(devices)} "
+        f"{devices[0].platform} device(s)")
+
+    compiled_cache: dict[Any, Any] = {}
+    results: list[dict[str, Any]] = []
+    timings_all = {"compile_s": 0.0, "run_s": 0.0}
+    for g, group in enumerate(groups):
+        group_dir = out_dir / f"group{g:02d}"
+        group_dir.mkdir(exist_ok=True)
+        done_file = group_dir / DONE_FILE
+        if resume and done_file.exists():
+            say(f"  group {g}: finished earlier, reading its members")
+            results += [_read_member(out_dir, member) for member in group]
+            continue
+        padded = group + [group[-1]] * (size - len(group))
+        population = Population(learner, member_inputs(learner, experiment.env_params, padded), mesh)
+        population.__dict__["_compiled_chunks"] = compiled_cache  # every group reuses the one compiled program
+        if g == 0:
+            estimate = check_memory(population, cfg.run.get("memory_limit_gb"))
+            write_json_atomic(out_dir / "memory.json", estimate)
+            say(f"  memory estimate {estimate['per_device_bytes'] / 2**20:,.1f} MiB per device "
+                f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:,.1f} MiB) "
+                f"of {estimate['limit_bytes'] / 2**30:,.1f} GiB ({estimate['limit_source']})")
+        state, timings = run_in_chunks(population, int(cfg.seed), cfg.run.chunk_updates, group_dir, resume=resume,
+                                       on_chunk=progress_printer(learner, say, members=population.size))
+        for name in ("compile_s", "run_s"):
+            timings_all[name] += timings[name]
+        results += _finish_group(cfg, experiment, population, state, group, group_dir, out_dir, timings)
+        write_json_atomic(done_file, {"members": [m.label for m in group]})
+
+    threshold = float(cfg.gate.threshold) if experiment.market is not None else None
+    summary = population_summary([member_row(r["member"], r) for r in results], threshold)
+    summary["timings"] = timings_all
+    summary["env_steps"] = len(members) * learner.num_updates * learner.steps_per_update
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    text = format_summary(summary)
+    (out_dir / "population.txt").write_text(text + "\n")
+    say(f"time        compile {timings_all['compile_s']:.1f}s, run {timings_all['run_s']:.1f}s "
+        f"({summary['env_steps'] / max(timings_all['run_s'], 1e-9):,.0f} env steps/s over all members)")
+    say(text)
+    median = summary["overall"].get("median")
+    gate = None if experiment.market is None else {"rolling_sharpe_mean": median, "passed": summary["overall"][
+        "passed"] > 0, "population": True}
+    finals = [r.get("final_episode_return") for r in summary["members"] if r.get("final_episode_return") is not None]
+    return {"gate": gate, "population": summary, "members": results, "out_dir": str(out_dir),
+            "timings": timings_all, "summary": text,
+            "final": {"episode_return": float(np.median(finals)) if finals else None}}
+
+
+def _finish_group(cfg, experiment: Experiment, population: Population, state, group: list[Member], group_dir: Path,
+                  out_dir: Path, timings: dict) -> list[dict[str, Any]]:
+    """Gate every member inside one compiled call, then write each member's run directory and registry entry."""
+    params = jax.jit(population.chosen_params)(state)
+    evaluated = jax.jit(population.evaluate_gate)(params) if experiment.market is not None else None
+    metrics_rows, evaluations = read_jsonl(group_dir / METRICS_FILE), read_jsonl(group_dir / EVALUATIONS_FILE)
+    results = []
+    for i, member in enumerate(group):
+        member_dir = out_dir / "members" / member.label
+        member_dir.mkdir(parents=True, exist_ok=True)
+        member_cfg = member_config(cfg, member)
+        (member_dir / "config.yaml").write_text(OmegaConf.to_yaml(member_cfg))
+        mine = dataclasses.replace(experiment, cfg=member_cfg,
+                                   env_params=population.member(population.inputs.env_params, i))
+        result = finish_attempt(
+            member_cfg, mine, member_dir, population.member(params, i), population.member(state["selection"], i),
+            None if evaluated is None else population.member(evaluated, i),
+            member_slice(metrics_rows, i), member_slice(evaluations, i), timings, seed=member.seed,
+            member=member.as_dict())
+        result["member"] = member.as_dict()
+        # the member's own logs and record, so its directory reads like a single run's (status, plots, resume)
+        for name, rows in ((METRICS_FILE, member_slice(metrics_rows, i)), (EVALUATIONS_FILE,
+                                                                            member_slice(evaluations, i))):
+            (member_dir / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        write_json_atomic(member_dir / "record.json", result["record"])
+        results.append(result)
+    return results
+
+
+def _read_member(out_dir: Path, member: Member) -> dict[str, Any]:
+    """A finished member's result from its run directory (resume after its group completed)."""
+    member_dir = out_dir / "members" / member.label
+    gate_file = member_dir / "gate.json"
+    gate = json.loads(gate_file.read_text()) if gate_file.exists() else None
+    record_file = member_dir / "record.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    rows = read_jsonl(member_dir / METRICS_FILE)
+    return {"member": member.as_dict(), "gate": gate, "record": record, "out_dir": str(member_dir),
+            "final": rows[-1] if rows else {}, "timings": {"read_at": time.time()}}

@@ -1,0 +1,304 @@
+"""Populations: `run.num_seeds` x `sweep.*` trained as one compiled, vmapped program.
+
+One population of 8 seeds x 2 learning rates (tiny PPO on SPY) is trained through `run_experiment` exactly as
+`python -m jaxrl.train run.num_seeds=8 sweep.lr=[...]` does, in two groups of 8 (`run.population_chunk=8`), and
+then every member is trained alone with the same compiled single-run program: they must agree. The sharded run on
+4 simulated CPU devices runs in a subprocess (the device count is fixed when JAX starts).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from functools import partial
+
+import jax
+import numpy as np
+import pytest
+from helpers import TINY, tiny_config
+
+from jaxrl.agents.ppo import PPO
+from jaxrl.chunks import read_jsonl
+from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.population import member_config, member_inputs, population_members, sweep_lists
+from jaxrl.population.learner import Population, PopulationTooLarge, check_memory
+from jaxrl.registry import Registry
+from jaxrl.status import status
+
+SEEDS, LRS = 8, (1e-3, 3e-3)
+POPULATION = (f"run.num_seeds={SEEDS}", f"sweep.lr=[{LRS[0]},{LRS[1]}]", "run.population_chunk=8",
+              "run.save_checkpoint=false")
+
+
+def assert_member_close(actual, expected, what):
+    """Float leaves equal up to float32 rounding of batched vs unbatched matmuls (relative to each leaf's scale);
+    integer and boolean leaves (selected update, flat stop) exactly."""
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected)):
+        a, b = np.asarray(a), np.asarray(b)
+        name = f"{what}{jax.tree_util.keystr(path)}"
+        if a.dtype.kind != "f":
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            continue
+        finite = np.isfinite(b)
+        np.testing.assert_array_equal(np.isfinite(a), finite, err_msg=name)
+        scale = float(np.abs(b[finite]).max()) if finite.any() else 0.0
+        np.testing.assert_allclose(a[finite], b[finite], rtol=1e-4, atol=1e-4 * scale + 1e-6, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def population_run(tmp_path_factory, monkeypatch_module):
+    """The 16-member population through run_experiment, counting how often PPO's training program is traced."""
+    traces = []
+    original = PPO.run_periods
+
+    def counted(self, state, num_periods):
+        traces.append(num_periods)  # runs once per trace (compile), never per call of the compiled program
+        return original(self, state, num_periods)
+
+    monkeypatch_module.setattr(PPO, "run_periods", counted)
+    registry = tmp_path_factory.mktemp("registry")
+    out = tmp_path_factory.mktemp("population")
+    cfg = tiny_config(*POPULATION, registry=registry)
+    result = run_experiment(cfg, out, verbose=False)
+    monkeypatch_module.setattr(PPO, "run_periods", original)
+    return cfg, out, registry, result, list(traces)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def alone(population_run):
+    """Every member trained alone: PRNGKey(seed), its learning rate, one compiled single-run program for all."""
+    cfg = population_run[0]
+    experiment = Experiment.from_config(cfg)
+    learner = experiment.learner
+    members = population_members(cfg)
+    inputs = member_inputs(learner, experiment.env_params, members)
+    init = jax.jit(learner.init_state)
+    run = jax.jit(partial(learner.run_periods, num_periods=learner.num_periods))
+    gate = jax.jit(learner.evaluate_gate)
+    singles = []
+    for i in range(len(members)):
+        one = jax.tree.map(lambda x: x[i], inputs)
+        state, metrics, history = run(init(one.keys, one.hyper, one.env_params))
+        singles.append({"state": state, "metrics": metrics, "history": history,
+                        "gate": gate(learner.chosen_params(state), one.env_params)["metrics"]})
+    assert run._cache_size() == 1  # 16 members alone: one compiled single-run program
+    return experiment, members, inputs, singles
+
+
+def test_members_are_seeds_crossed_with_sweep_values():
+    cfg = tiny_config(*POPULATION)
+    members = population_members(cfg)
+    assert len(members) == SEEDS * len(LRS) and sweep_lists(cfg) == {"lr": list(LRS)}
+    assert [(m.seed, m.values["lr"]) for m in members[:2]] == [(0, LRS[0]), (1, LRS[0])]
+    assert [m.seed for m in members] == list(range(SEEDS)) * 2
+    alone = member_config(cfg, members[9])
+    assert (alone.seed, alone.agent.lr, alone.run.num_seeds) == (1, LRS[1], 1)
+    assert not sweep_lists(alone)  # the member's config trains it alone
+
+
+def test_a_population_compiles_once_for_all_its_groups(population_run):
+    cfg, out, _, result, traces = population_run
+    # 6 updates in chunks of 2 (3 calls per group) over 2 groups of 8 members: one trace of the training program
+    assert traces == [1]
+    assert [json.loads((out / f"group{g:02d}" / "done.json").read_text())["members"][0] for g in (0, 1)] == [
+        "m00_s0_lr0.001", "m08_s0_lr0.003"]
+    summary = result["population"]
+    assert summary["overall"]["n"] == 16 and len(summary["settings"]) == 2
+    assert {tuple(s["values"].items()) for s in summary["settings"]} == {(("lr", LRS[0]),), (("lr", LRS[1]),)}
+
+
+def test_each_member_matches_its_run_alone(population_run, alone):
+    _, out, _, result, _ = population_run
+    experiment, members, _, singles = alone
+    for member, single in zip(members, singles):
+        member_dir = out / "members" / member.label
+        rows = read_jsonl(member_dir / "metrics.jsonl")
+        assert [row["update"] for row in rows] == list(range(1, 7))
+        for name in ("reward_mean", "policy_loss", "value_loss", "approx_kl", "episode_return"):
+            logged = np.array([np.nan if row[name] is None else row[name] for row in rows])
+            assert_member_close(logged, np.asarray(single["metrics"][name]), f"{member.label} {name}")
+        evaluations = read_jsonl(member_dir / "evaluations.jsonl")
+        assert_member_close(np.array([row["rolling_sharpe_mean"] for row in evaluations]),
+                            np.asarray(single["history"]["rolling_sharpe_mean"]), f"{member.label} validation")
+        gate = json.loads((member_dir / "gate.json").read_text())
+        assert gate["member"]["seed"] == member.seed and gate["member"]["values"] == {"lr": member.values["lr"]}
+        for name in ("rolling_sharpe_mean", "sharpe", "avg_abs_realized_exposure", "mean_turnover"):
+            assert_member_close(np.float32(gate[name]), np.asarray(single["gate"][name]), f"{member.label} {name}")
+    # the learning rate acts: same seed, other rate, other parameters
+    a, b = (jax.tree.leaves(singles[i]["state"]["runner"].params) for i in (0, SEEDS))
+    assert max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, b)) > 1e-3
+
+
+def test_every_member_is_judged_classified_and_recorded(population_run):
+    cfg, out, registry, result, _ = population_run
+    attempts = Registry(registry).attempts()
+    assert len(attempts) == 16
+    assert {a["member"]["label"] for a in attempts} == {m.label for m in population_members(cfg)}
+    for member in result["members"]:
+        record = member["record"]
+        assert record["quality"]["label"] and record["seed"] == member["member"]["seed"]
+        assert record["config"]["agent"]["lr"] == member["member"]["values"]["lr"]
+        assert record["config"]["run"]["num_seeds"] == 1  # the saved config trains this member alone
+    summary = json.loads((out / "population.json").read_text())
+    gates = [m["gate"] for m in summary["members"]]
+    assert summary["overall"]["median"] == pytest.approx(float(np.median(gates)))
+    q25, q75 = np.percentile(gates, [25, 75])
+    assert (summary["overall"]["q25"], summary["overall"]["q75"]) == pytest.approx((q25, q75))
+    assert result["gate"]["rolling_sharpe_mean"] == summary["overall"]["median"]  # what a sweeper optimises
+    text = (out / "population.txt").read_text()
+    assert "16 members" in text and "lr=0.001" in text and "lr=0.003" in text
+    assert Registry(registry).read_text("scoreboard.md").count("SPY") >= 16
+
+
+def test_status_lists_every_member_of_a_population(population_run):
+    cfg, out, *_ = population_run
+    rows = status(out)
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"finished"}
+    assert {r["name"] for r in rows} == {m.label for m in population_members(cfg)}
+
+
+def test_status_of_a_population_still_training(tmp_path):
+    """Files as a killed or running population leaves them: group 0 half done, group 1 not started."""
+    labels = [["m00_s0", "m01_s1"], ["m02_s2"]]
+    (tmp_path / "plan.json").write_text(json.dumps({"group_size": 2, "groups": labels, "members": [
+        {"label": label, "seed": i, "values": {}} for i, label in enumerate(sum(labels, []))]}))
+    (tmp_path / "config.yaml").write_text("agent: {name: ppo, num_envs: 4, num_steps: 8, total_timesteps: 320}\n"
+                                          "data: {symbol: SPY}\nenv: {name: position}\nseed: 0\n"
+                                          "labeler: {name: trend_following}\n")
+    (tmp_path / "group00").mkdir()
+    (tmp_path / "group00" / "metrics.jsonl").write_text('{"update": 1}\n' * 4)
+    member = tmp_path / "members" / "m00_s0"
+    member.mkdir(parents=True)
+    (member / "config.yaml").write_text((tmp_path / "config.yaml").read_text())
+    (member / "gate.json").write_text(json.dumps({"rolling_sharpe_mean": 0.5, "passed": False, "seed": 0}))
+    rows = status(tmp_path)
+    assert [(r["name"], r["status"], r["group"]) for r in rows] == [
+        ("m00_s0", "finished", 0), ("m01_s1", "running", 0), ("m02_s2", "pending", 1)]
+    assert rows[1]["updates_done"] == 4 and rows[1]["updates_planned"] == 10 and rows[1]["seed"] == 1
+    assert rows[0]["labeler"] is None  # PPO ignores the labeler group: not shown as ppo+trend_following
+    (tmp_path / "error.txt").write_text("Traceback ...\nRuntimeError: out of memory\n")
+    assert [r["status"] for r in status(tmp_path)] == ["finished", "failed", "failed"]
+
+
+def test_memory_check_fails_early_with_a_clear_message(alone):
+    experiment, members, inputs, _ = alone
+    population = Population(experiment.learner, inputs)
+    estimate = check_memory(population)
+    assert estimate["per_member_bytes"] > estimate["state_bytes"] > 0 and estimate["batch_bytes"] > 0
+    fits = int(0.01 * 2**30 // estimate["per_member_bytes"])
+    assert 1 <= fits < 16
+    with pytest.raises(PopulationTooLarge, match=rf"population of 16 members needs about .* GiB per device .* "
+                                                 rf"run.memory_limit_gb=0.01 allows 0.01 GiB: set "
+                                                 rf"run.population_chunk <= {fits} so the members run in groups"):
+        check_memory(population, 0.01)
+
+
+def test_a_population_too_large_fails_before_compiling(tmp_path):
+    with pytest.raises(PopulationTooLarge, match="even one member does not fit"):
+        run_experiment(tiny_config(*POPULATION, "run.memory_limit_gb=1e-9"), tmp_path, verbose=False)
+    assert not (tmp_path / "group00" / "metrics.jsonl").exists()
+
+
+def test_bad_sweeps_name_what_is_allowed(tmp_path):
+    with pytest.raises(ValueError, match=r"sweep.learning_rate: not a traced learner setting; sweepable: \['lr'"):
+        run_experiment(tiny_config("+sweep.learning_rate=[1e-3]"), tmp_path, verbose=False)
+    with pytest.raises(ValueError, match=r"sweep.env.window: the environment has no float setting 'window'"):
+        run_experiment(tiny_config("+sweep.env.window=[8,16]"), tmp_path, verbose=False)
+    with pytest.raises(ValueError, match="sweeps take numbers only"):
+        sweep_lists(tiny_config("sweep.lr=[fast,slow]"))
+    with pytest.raises(ValueError, match="empty list"):
+        sweep_lists(tiny_config("sweep.lr=[]"))
+    with pytest.raises(ValueError, match="run.num_seeds must be >= 1"):
+        population_members(tiny_config("run.num_seeds=0"))
+
+
+SHARDED = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import jax, numpy as np
+    from helpers import tiny_config
+    from jaxrl.chunks import run_in_chunks
+    from jaxrl.experiment import Experiment
+    from jaxrl.population import member_inputs, population_members
+    from jaxrl.population.learner import Population, member_mesh
+    from test_population import assert_member_close
+
+    assert jax.device_count() == 4, jax.devices()
+    cfg = tiny_config("run.num_seeds=2", "sweep.lr=[1e-3,3e-3]")  # 4 members, one per device
+    experiment = Experiment.from_config(cfg)
+    inputs = member_inputs(experiment.learner, experiment.env_params, population_members(cfg))
+    sharded = Population(experiment.learner, inputs, member_mesh())
+    one = Population(experiment.learner, inputs, None)
+    state4, _ = run_in_chunks(sharded, 0, 2)
+    state1, _ = run_in_chunks(one, 0, 2)
+    devices = {{d for leaf in jax.tree.leaves(state4) for d in leaf.sharding.device_set}}
+    assert len(devices) == 4, devices
+    assert len(state4["runner"].params["params"]["actor_head"]["kernel"].addressable_shards) == 4
+    assert_member_close(jax.device_get(state4), jax.device_get(state1), "sharded vs one device")
+
+    # Other sweep values (a learning rate and a traced env setting) through the same compiled program.
+    other = population_members(tiny_config("run.num_seeds=4", "sweep.lr=[5e-4]", "sweep.env.cost_bps=[2]"))
+    again = Population(experiment.learner, member_inputs(experiment.learner, experiment.env_params, other), None)
+    compiled = one.__dict__["_compiled_chunks"]
+    programs = dict(compiled)
+    again.__dict__["_compiled_chunks"] = compiled
+    state, _ = run_in_chunks(again, 0, 2)
+    assert compiled.keys() == programs.keys() and all(compiled[k] is programs[k] for k in programs)
+    np.testing.assert_allclose(np.asarray(state["runner"].hyper.lr), 5e-4, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(state["runner"].env_params.cost_bps), 2.0)
+    print("members", sharded.size, "devices", len(devices), "OK")
+""")
+
+
+def test_sharded_over_four_devices_matches_one_device(tmp_path):
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED.format(tests=str(PROJECT_ROOT / "tests")))
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+           "PATH": "/usr/bin:/bin"}
+    import os
+    env = {**os.environ, **env}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "members 4 devices 4 OK" in done.stdout
+
+
+TINY_AGENTS = {  # agent/<name>.yaml in a test config dir on Hydra's search path: the shipped agent, tiny sizes
+    "tiny_ppo": ["ppo", "num_envs: 8", "num_steps: 16", "total_timesteps: 768", "num_minibatches: 2"],
+    "tiny_bc": ["bc", "num_updates: 4", "batch_size: 16", "eval_every: 2"],
+}
+
+
+def test_multirun_of_two_symbols_by_two_agents(tmp_path):
+    """`--multirun data=spy,qqq agent=...`: four jobs, four gate reports, one registry with its scoreboard."""
+    conf = tmp_path / "conf" / "agent"
+    conf.mkdir(parents=True)
+    for name, (base, *sizes) in TINY_AGENTS.items():
+        (conf / f"{name}.yaml").write_text("defaults:\n  - " + base + "\n  - _self_\n" + "\n".join(sizes)
+                                           + "\nhidden: [16]\n")
+    overrides = [o for o in TINY if not o.startswith("agent.")]
+    cmd = [sys.executable, "-m", "jaxrl.train", "--multirun", "data=spy,qqq", "agent=tiny_ppo,tiny_bc",
+           *overrides, "labeler.num_envs=4", "labeler.num_steps=32", "run.save_checkpoint=false",
+           "compilation_cache=null", f"registry.root={tmp_path / 'registry'}",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reports = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/gate.json"))]
+    assert len(reports) == 4, done.stdout[-3000:]
+    assert {(r["symbol"], r["agent"]) for r in reports} == {("SPY", "ppo"), ("SPY", "bc"), ("QQQ", "ppo"),
+                                                            ("QQQ", "bc")}
+    registry = Registry(tmp_path / "registry")
+    assert len(registry.attempts()) == 4
+    board = json.loads(registry.read_text("scoreboard.json"))["rows"]
+    assert {(row["symbol"], row["agent"]) for row in board} == {("SPY", "ppo"), ("SPY", "bc"), ("QQQ", "ppo"),
+                                                                ("QQQ", "bc")}
+    text = registry.read_text("scoreboard.md")
+    assert all(word in text for word in ("SPY", "QQQ", "bc", "ppo"))
