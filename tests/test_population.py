@@ -188,6 +188,42 @@ def test_status_of_a_population_still_training(tmp_path):
     assert [r["status"] for r in status(tmp_path)] == ["finished", "failed", "failed"]
 
 
+def test_a_killed_population_resumes_without_repeating_finished_groups(population_run, tmp_path, monkeypatch):
+    """Members 0 and 1 of the fixture's population as two groups of one; killed after group 1's first chunk, then
+    `run.resume=true`: group 0 is read back, group 1 continues from its saved state, and both members end as they
+    did in the uninterrupted population (where they trained in one group of 8)."""
+    import jaxrl.population.run as population_run_module
+
+    settings = ("run.num_seeds=2", f"sweep.lr=[{LRS[0]}]", "run.population_chunk=1", "run.save_checkpoint=false")
+    printer = population_run_module.progress_printer
+    calls = []
+
+    def killing_printer(learner, say, members=1):
+        inner = printer(learner, say, members)
+
+        def on_chunk(done, total, *args):
+            inner(done, total, *args)
+            calls.append(done)
+            if len(calls) == 4:  # group 0: chunks 1..3; group 1: killed after its first chunk
+                raise KeyboardInterrupt("killed")
+
+        return on_chunk
+
+    monkeypatch.setattr(population_run_module, "progress_printer", killing_printer)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny_config(*settings), out, verbose=False)
+    assert (out / "group00" / "done.json").exists() and not (out / "group01" / "done.json").exists()
+    first_gate = (out / "members" / "m00_s0_lr0.001" / "gate.json").read_text()
+    monkeypatch.setattr(population_run_module, "progress_printer", printer)
+    resumed = run_experiment(tiny_config(*settings, "run.resume=true"), out, verbose=False)
+    assert (out / "members" / "m00_s0_lr0.001" / "gate.json").read_text() == first_gate  # not trained again
+    assert len(read_jsonl(out / "group01" / "metrics.jsonl")) == 6  # no update logged twice
+    whole = {m["label"]: m["gate"] for m in population_run[3]["population"]["members"]}
+    for member in resumed["population"]["members"]:
+        assert member["gate"] == pytest.approx(whole[member["label"]], rel=1e-4, abs=1e-6), member["label"]
+
+
 def test_memory_check_fails_early_with_a_clear_message(alone):
     experiment, members, inputs, _ = alone
     population = Population(experiment.learner, inputs)

@@ -70,7 +70,8 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     say(f"jaxrl population: {len(members)} members ({cfg.run.num_seeds} seeds x "
         f"{len(members) // int(cfg.run.num_seeds)} settings) of {cfg.env.name} / {cfg.agent.name} / "
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
-        f"{learner.num_updates} updates x {learner.steps_per_update} steps each, on {len(devices)} "
+        f"{learner.num_updates} updates x {learner.steps_per_update} "
+        f"{'samples' if hasattr(learner, 'dataset_metadata') else 'env steps'} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
 
     compiled_cache: dict[Any, Any] = {}
