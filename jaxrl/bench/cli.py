@@ -53,6 +53,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--numpy-steps", type=int, help=f"steps of the numpy reference (default {FULL['numpy_steps']})")
     parser.add_argument("--ppo-updates", type=int, help=f"PPO updates per timed call (default {FULL['ppo_updates']})")
     parser.add_argument("--repeats", type=int, help=f"timed calls, best kept (default {FULL['repeats']})")
+    parser.add_argument("--population-sizes", help=f"comma-separated population sizes (members) of the population "
+                                                   f"entries (default {FULL['population_sizes']})")
+    parser.add_argument("--population-updates", type=int,
+                        help=f"PPO updates per timed population call (default {FULL['population_updates']})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", action="append", default=[],
                         help=f"run entries matching this glob (repeatable); entries: {', '.join(BENCHMARKS)}")
@@ -80,12 +84,16 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     env_counts = tuple(int(n) for n in str(args.env_counts).split(",") if n.strip())
     if not env_counts or min(env_counts) < 1:
         raise SystemExit(f"--env-counts needs positive integers, got {args.env_counts!r}")
-    for name in ("steps", "numpy_steps", "ppo_updates", "repeats"):
+    population_sizes = tuple(int(n) for n in str(args.population_sizes).split(",") if n.strip())
+    if not population_sizes or min(population_sizes) < 1:
+        raise SystemExit(f"--population-sizes needs positive integers, got {args.population_sizes!r}")
+    for name in ("steps", "numpy_steps", "ppo_updates", "repeats", "population_updates"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
     bench = Bench(env_counts=env_counts, steps=args.steps, numpy_steps=args.numpy_steps,
                   ppo_updates=args.ppo_updates, repeats=args.repeats, seed=args.seed,
-                  overrides=tuple(args.override))
+                  overrides=tuple(args.override), population_sizes=population_sizes,
+                  population_updates=args.population_updates)
     print(f"jaxrl.bench on {bench.device} ({jax.devices()[0].platform}, jax {jax.__version__}, "
           f"{platform.machine()}): env counts {list(env_counts)}, {args.steps} steps/env, "
           f"{args.numpy_steps} numpy steps, {args.ppo_updates} PPO updates, best of {args.repeats}; "

@@ -16,8 +16,10 @@ CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
 REFERENCE_SUFFIX = "/numpy_reference"
 
 # Defaults of a full run and of --quick (a smoke run: every entry, tiny sizes).
-FULL = {"env_counts": "1,64,1024,4096", "steps": 1000, "numpy_steps": 20_000, "ppo_updates": 10, "repeats": 5}
-QUICK = {"env_counts": "1,64", "steps": 100, "numpy_steps": 2_000, "ppo_updates": 2, "repeats": 1}
+FULL = {"env_counts": "1,64,1024,4096", "steps": 1000, "numpy_steps": 20_000, "ppo_updates": 10, "repeats": 5,
+        "population_sizes": "1,8,64", "population_updates": 2}
+QUICK = {"env_counts": "1,64", "steps": 100, "numpy_steps": 2_000, "ppo_updates": 2, "repeats": 1,
+         "population_sizes": "1,8", "population_updates": 1}
 
 Record = dict[str, Any]
 
@@ -33,6 +35,8 @@ class Bench:
     ppo_updates: int
     repeats: int
     seed: int = 0
+    population_sizes: tuple[int, ...] = (1, 8, 64)
+    population_updates: int = 2
     overrides: tuple[str, ...] = ()
     _experiments: dict[tuple[str, ...], Experiment] = field(default_factory=dict)
 
