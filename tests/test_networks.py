@@ -167,3 +167,30 @@ def test_unknown_backbone_or_setting_is_rejected():
         make_backbone("tcn", chanels=8)
     with pytest.raises(ValueError, match="unknown settings"):
         torso_from_config({"name": "mlp", "widths": [8]}, window=4, num_features=2)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_causal_conv_is_the_left_padded_dilated_nn_conv(dilation):
+    """CausalConv computes its convolution as shifted matmuls (fast inside lax.scan on a CPU); it must be exactly
+    the left-padded dilated nn.Conv: the same parameter tree, the same initial values, the same outputs."""
+    import flax.linen as nn
+
+    from jaxrl.networks import CausalConv
+
+    class Reference(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            pad = 2 * dilation
+            return nn.Conv(5, (3,), kernel_dilation=(dilation,), padding=((pad, 0),))(x)
+
+    x = jax.random.normal(jax.random.PRNGKey(8), (2, 3, WINDOW, 4))  # two leading batch dimensions
+    conv, reference = CausalConv(5, 3, dilation), Reference()
+    params = conv.init(jax.random.PRNGKey(9), x)  # eager: a handful of small ops, cheaper than compiling
+    reference_params = reference.init(jax.random.PRNGKey(9), x)
+    assert jax.tree.structure(params) == jax.tree.structure(reference_params)
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params)):
+        np.testing.assert_array_equal(got, want)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias too
+    np.testing.assert_allclose(conv.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv.apply(params, x[0, 0]), reference.apply(params, x[0, 0]), rtol=1e-5,
+                               atol=1e-5)  # no batch dimension
