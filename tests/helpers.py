@@ -1,5 +1,7 @@
-"""Small configurations shared by the tests (compile time dominates: keep shapes tiny)."""
+"""Small configurations and planted-signal markets shared by the tests (compile time dominates: keep shapes tiny)."""
 
+import numpy as np
+import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from jaxrl.experiment import PROJECT_ROOT
@@ -16,3 +18,20 @@ def tiny_config(*overrides, registry=None):
     extra = [f"registry.root={registry}"] if registry is not None else ["registry.enabled=false"]
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "hydra_conf"), version_base="1.3"):
         return compose(config_name="config", overrides=[*TINY, *extra, *overrides])
+
+
+def planted_trend_csv(path, bars=1700, seed=1, drift=0.002, vol=0.01, mean_regime=80):
+    """Daily closes whose returns drift +-`drift` in regimes lasting about `mean_regime` bars (trend following
+    earns on them), written as a Date,Close CSV. Returns the planted regime of every bar's return: `regime[b]` is
+    the sign (+1 or -1) of the drift in returns[b] = c_b / c_{b-1} - 1, with regime[0] = 0 (bar 0 has no return)."""
+    rng = np.random.default_rng(seed)
+    sign, returns, regime = 1.0, np.empty(bars - 1), np.zeros(bars)
+    for t in range(bars - 1):
+        if rng.random() < 1.0 / mean_regime:
+            sign = -sign
+        returns[t] = sign * drift + vol * rng.standard_normal()
+        regime[t + 1] = sign
+    closes = 100.0 * np.cumprod(np.concatenate([[1.0], 1.0 + returns]))
+    dates = pd.bdate_range("2010-01-04", periods=bars).strftime("%Y-%m-%d")
+    pd.DataFrame({"Date": dates, "Close": closes}).to_csv(path, index=False)
+    return regime

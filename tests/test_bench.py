@@ -13,18 +13,33 @@ NAMES = {"env/position", "env/position/numpy_reference", "ppo/position"}
 ENV_COUNTS = (1, 8)
 FAMILY = ("env/portfolio", "env/exit", "env/funding")
 FAMILY_NAMES = {n for env in FAMILY for n in (env, f"{env}/numpy_reference")}
+BACKBONE_NAMES = ("ppo/mlp", "ppo/tcn", "ppo/price_causal_mixer", "ppo/itransformer")
+# Tiny widths for every backbone at once: each `network.<key>` override reaches the backbones whose yaml has the key.
+TINY_NETWORKS = ["network.hidden=[8]", "network.embed_dim=8", "network.head_hidden=[8]", "network.channels=4",
+                 "network.num_blocks=1", "network.d_model=4", "network.num_heads=1"]
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     returned = bench.main([
-        "--quick", "--out", str(out), "--only", "env/position*", "--only", "ppo/*",
+        "--quick", "--out", str(out), "--only", "env/position*", "--only", "ppo/position",
         "--env-counts", ",".join(map(str, ENV_COUNTS)), "--steps", "8", "--numpy-steps", "300",
         "--ppo-updates", "2", "--repeats", "1",
         "--override", "agent.num_envs=4", "--override", "agent.num_steps=8", "--override", "agent.num_minibatches=2",
     ])
     return returned, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def backbone_run(tmp_path_factory):
+    """One `ppo/<backbone>` entry end to end (a PPO compile costs seconds): tcn, with tiny widths given for every
+    backbone at once. The other entries differ only in the network they name (`overrides_for` is tested for all four,
+    and their PPO path trains in tests/test_backbone_ppo.py)."""
+    out = tmp_path_factory.mktemp("bench") / "backbones.json"
+    overrides = ["env.window=8", "agent.num_envs=4", "agent.num_steps=8", "agent.num_minibatches=2", *TINY_NETWORKS]
+    return bench.main(["--quick", "--out", str(out), "--only", "ppo/tcn", "--ppo-updates", "1", "--repeats", "1",
+                       *[arg for o in overrides for arg in ("--override", o)]])
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +98,39 @@ def test_environment_family_against_its_references(family_run):
         assert math.isfinite(reference["steps_per_s"]) and reference["steps_per_s"] > 0
 
 
+def test_backbone_entry_trains_the_network_it_names(backbone_run):
+    (r,) = backbone_run
+    assert r["name"] == "ppo/tcn" and r["network"] == "tcn" and r["window"] == 8 and r["head_hidden"] == [8]
+    assert r["num_envs"] == 4 and r["updates"] == 1 and r["steps"] == 1 * 4 * 8
+    assert math.isfinite(r["compile_s"]) and r["compile_s"] > 0
+    assert math.isfinite(r["steps_per_s"]) and r["steps_per_s"] > 0
+    # The overrides with a key of tcn.yaml reached it; the others were left out, and the record says which.
+    settings = r["network_settings"]
+    assert (settings["channels"], settings["num_blocks"], settings["embed_dim"]) == (4, 1, 8)
+    assert set(r["overrides_left_out"]) == {"network.hidden=[8]", "network.d_model=4", "network.num_heads=1"}
+    # the actor-critic's parameters at these widths: far fewer than the 63,811 of the defaults
+    assert isinstance(r["params"], int) and 0 < r["params"] < 5_000
+
+
+def test_backbone_entries_pick_their_own_network():
+    from jaxrl.bench.backbones import overrides_for
+
+    given = ("network=tcn", "agent.num_envs=4", "network.embed_dim=8", "network.channels=4", "++network.d_model=4",
+             "network.hidden=[8]")
+    kept = {name: overrides_for(given, name)[0] for name in ("mlp", "tcn", "price_causal_mixer", "itransformer")}
+    common = ("agent.num_envs=4", "network.embed_dim=8")
+    assert kept["mlp"] == common + ("network.hidden=[8]",)
+    assert kept["tcn"] == kept["price_causal_mixer"] == common + ("network.channels=4",)
+    assert kept["itransformer"] == common + ("++network.d_model=4",)
+    assert overrides_for(given, "mlp")[1] == ("network=tcn", "network.channels=4", "++network.d_model=4")
+
+
 def test_registry_and_options():
     assert NAMES | FAMILY_NAMES <= set(bench.BENCHMARKS)
     assert bench.select(["env/*"]) == [name for name in bench.BENCHMARKS if name.startswith("env/")]
     assert bench.select(["ppo/position"]) == ["ppo/position"]
+    assert set(BACKBONE_NAMES) <= set(bench.BENCHMARKS)
+    assert bench.select(["ppo/*"]) == ["ppo/position", *BACKBONE_NAMES]
     with pytest.raises(SystemExit):
         bench.select(["nothing/*"])
     quick = bench.parse_args(["--quick"])

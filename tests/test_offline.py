@@ -12,7 +12,6 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -42,6 +41,8 @@ from jaxrl.offline import (
 from jaxrl.offline.labelers import random_labeler
 from jaxrl.registry import Registry
 from jaxrl.reports.quality import LABELS, classify, write_quality_reports
+
+from helpers import planted_trend_csv  # returns drifting +-0.2% in regimes of about 80 bars
 
 # ---- Pendulum: a task with a known good policy ---------------------------------------------------------------------
 PENDULUM = gymnax.make("Pendulum-v1")
@@ -166,19 +167,6 @@ def test_bc_warm_start_gives_ppo_the_labeler(smooth_data):
 
 
 # ---- trading: a synthetic series with a planted trend ---------------------------------------------------------------
-def planted_trend_csv(path, bars=1700, seed=1, drift=0.002, vol=0.01, mean_regime=80):
-    """Daily closes whose returns drift +-0.2% in regimes lasting about 80 bars: trend following earns on them."""
-    rng = np.random.default_rng(seed)
-    sign, returns = 1.0, np.empty(bars - 1)
-    for t in range(bars - 1):
-        if rng.random() < 1.0 / mean_regime:
-            sign = -sign
-        returns[t] = sign * drift + vol * rng.standard_normal()
-    closes = 100.0 * np.cumprod(np.concatenate([[1.0], 1.0 + returns]))
-    dates = pd.bdate_range("2010-01-04", periods=bars).strftime("%Y-%m-%d")
-    pd.DataFrame({"Date": dates, "Close": closes}).to_csv(path, index=False)
-
-
 ENV_CFG = {"name": "position", "window": 8, "exec_lag": 0, "action_grid": None, "episode_len": 64, "cost_bps": 5.0}
 TREND = {"name": "trend_following", "lookback": 20, "num_envs": 16, "num_steps": 256}
 
