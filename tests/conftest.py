@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -11,6 +14,25 @@ import pytest
 
 from jaxrl.data import load_market
 from jaxrl.metrics import gate_metrics, rolling_sharpe, strategy_returns
+
+# One persistent XLA compilation cache per test session, shared by the xdist workers and the subprocesses the tests
+# start (JAXRL_TEST_XLA_CACHE): many tests build the same tiny learner again (each run_experiment makes a new one),
+# and compiling dominates the suite's time. A fresh directory each session, so CI and local runs start cold alike.
+CACHE_ENV = "JAXRL_TEST_XLA_CACHE"
+
+
+def pytest_configure(config):
+    if not os.environ.get(CACHE_ENV):  # the controller (or a plain run) makes it; xdist workers inherit it
+        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="jaxrl-test-xla-cache-")
+    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # the controller removes it once every worker is done
+        shutil.rmtree(os.environ.get(CACHE_ENV, ""), ignore_errors=True)
+
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO / "data"

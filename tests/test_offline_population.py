@@ -146,7 +146,7 @@ def test_every_network_gets_its_own_torso(algo, trading):
 
 
 def test_a_tcn_torso_trains_through_the_offline_path_of_an_experiment():
-    overrides = ["agent=td3bc", "network=tcn", *(f"network.{k}={v}" for k, v in TINY_TCN.items() if k != "name"),
+    overrides = ["agent=bc", "network=tcn",  # BC: one network to compile (every learner's torsos: the test above) *(f"network.{k}={v}" for k, v in TINY_TCN.items() if k != "name"),
                  "agent.hidden=[16]", "agent.batch_size=32", "agent.num_updates=10", "agent.eval_every=5",
                  *(f"labeler.{k}={v}" for k, v in LABELER.items() if k != "name"), "env.window=8",
                  "env.episode_len=32", "registry.enabled=false"]
@@ -160,7 +160,7 @@ def test_a_tcn_torso_trains_through_the_offline_path_of_an_experiment():
     for name, values in metrics.items():
         assert np.all(np.isfinite(np.asarray(values))), name
     before, after = state["runner"].train, trained["runner"].train
-    for net in ("actor", "critic"):  # the torso itself learns, in each network
+    for net in ("actor",):  # the torso itself learns
         changed = [not np.allclose(a, b) for a, b in zip(torso_params(getattr(before, net).params),
                                                          torso_params(getattr(after, net).params))]
         assert changed and all(changed), net

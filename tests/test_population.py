@@ -9,6 +9,7 @@ then every member is trained alone with the same compiled single-run program: th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from jaxrl.status import status
 
 SEEDS, LRS = 8, (1e-3, 3e-3)
 POPULATION = (f"run.num_seeds={SEEDS}", f"sweep.lr=[{LRS[0]},{LRS[1]}]", "run.population_chunk=8",
-              "run.save_checkpoint=false")
+              "run.save_checkpoint=false", "run.plots=false")
 
 
 def assert_member_close(actual, expected, what):
@@ -128,6 +129,7 @@ def test_each_member_matches_its_run_alone(population_run, alone):
         evaluations = read_jsonl(member_dir / "evaluations.jsonl")
         assert_member_close(np.array([row["rolling_sharpe_mean"] for row in evaluations]),
                             np.asarray(single["history"]["rolling_sharpe_mean"]), f"{member.label} validation")
+        assert not list(member_dir.glob("*.png"))  # run.plots=false
         gate = json.loads((member_dir / "gate.json").read_text())
         assert gate["member"]["seed"] == member.seed and gate["member"]["values"] == {"lr": member.values["lr"]}
         for name in ("rolling_sharpe_mean", "sharpe", "avg_abs_realized_exposure", "mean_turnover"):
@@ -194,7 +196,8 @@ def test_a_killed_population_resumes_without_repeating_finished_groups(populatio
     did in the uninterrupted population (where they trained in one group of 8)."""
     import jaxrl.population.run as population_run_module
 
-    settings = ("run.num_seeds=2", f"sweep.lr=[{LRS[0]}]", "run.population_chunk=1", "run.save_checkpoint=false")
+    settings = ("run.num_seeds=2", f"sweep.lr=[{LRS[0]}]", "run.population_chunk=1", "run.save_checkpoint=false",
+                "run.plots=false")
     printer = population_run_module.progress_printer
     calls = []
 
@@ -268,6 +271,8 @@ SHARDED = textwrap.dedent("""
     from test_population import assert_member_close
 
     assert jax.device_count() == 4, jax.devices()
+    from conftest import pytest_configure
+    pytest_configure(None)  # the session's compilation cache, as in the test process
     cfg = tiny_config("run.num_seeds=2", "sweep.lr=[1e-3,3e-3]")  # 4 members, one per device
     experiment = Experiment.from_config(cfg)
     inputs = member_inputs(experiment.learner, experiment.env_params, population_members(cfg))
@@ -297,10 +302,7 @@ SHARDED = textwrap.dedent("""
 def test_sharded_over_four_devices_matches_one_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED.format(tests=str(PROJECT_ROOT / "tests")))
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PATH": "/usr/bin:/bin"}
-    import os
-    env = {**os.environ, **env}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400, env=env,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -323,7 +325,8 @@ def test_multirun_of_two_symbols_by_two_agents(tmp_path):
     overrides = [o for o in TINY if not o.startswith("agent.")]
     cmd = [sys.executable, "-m", "jaxrl.train", "--multirun", "data=spy,qqq", "agent=tiny_ppo,tiny_bc",
            *overrides, "labeler.num_envs=4", "labeler.num_steps=32", "run.save_checkpoint=false",
-           "compilation_cache=null", f"registry.root={tmp_path / 'registry'}",
+           f"compilation_cache={os.environ.get('JAXRL_TEST_XLA_CACHE') or 'null'}",  # the session's (conftest)
+           f"registry.root={tmp_path / 'registry'}",
            f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
