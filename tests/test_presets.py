@@ -135,3 +135,9 @@ def test_the_preset_reaches_the_env_and_the_run_record():
             params.flat_penalty_threshold) == (10.0, 24.0, 0.1, 0.04, 0.003)
     # finish_attempt stores the whole resolved config in the record and the checkpoint metadata.
     assert OmegaConf.to_container(cfg, resolve=True)["preset"] == "crypto"
+
+
+def test_a_preset_with_another_env_names_the_stray_settings():
+    with pytest.raises(ValueError, match=r"env 'portfolio' has no setting\(s\) \['flat_penalty_threshold', "
+                                         r"'target_deadband'\].*preset=.*env=position"):
+        Experiment.from_config(config("env=portfolio", "data=basket", "preset=crypto"))

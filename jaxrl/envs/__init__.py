@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import gymnax
@@ -16,6 +17,16 @@ TRADING_ENVS = ("position", "portfolio", "exit", "funding")
 
 def is_trading_env(name: str) -> bool:
     return name in TRADING_ENVS
+
+
+def check_settings(name: str, settings: Mapping[str, Any], params_type) -> None:
+    """Every numeric setting left for `params_for_train` must be a field of the env's params: name the strays
+    (e.g. a `preset=` written for env=position used with another env) and list what the env takes."""
+    known = {field.name for field in dataclasses.fields(params_type)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"env {name!r} has no setting(s) {unknown}: they come from the command line, an env/ file "
+                         f"or a preset= (the presets are for env=position); {name}'s settings: {sorted(known)}")
 
 
 def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, Any] | None = None):
@@ -41,6 +52,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
             exec_lag=int(cfg.pop("exec_lag", 0)),
             action_grid=None if grid is None else tuple(grid),
         )
+        check_settings(name, cfg, PositionParams)
         if synthetic is not None:
             from jaxrl.synth.training import synthetic_position_env  # jaxrl.synth imports this package
 
@@ -53,6 +65,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
                            asset_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)),
                            action_mode=str(cfg.pop("action_mode", "softmax")),
                            trail_window=int(cfg.pop("trail_window", 20)))
+        check_settings(name, cfg, PortfolioParams)
         return env, env.params_for_train(market, **cfg)
     if name == "exit":
         env = ExitEnv(window=int(cfg.pop("window")), num_features=len(market.feature_names),
@@ -61,6 +74,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
                       momentum_cross=bool(cfg.pop("momentum_cross", True)),
                       direction=str(cfg.pop("direction", "both")), entry_prob=float(cfg.pop("entry_prob", 0.1)),
                       entry_seed=int(cfg.pop("entry_seed", 0)), exec_lag=int(cfg.pop("exec_lag", 0)))
+        check_settings(name, cfg, ExitParams)
         return env, env.params_for_train(market, **cfg)
     if name == "funding":
         if getattr(market, "num_symbols", None) is None:
@@ -68,6 +82,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
         cfg.pop("source", None)  # read by the data loader
         env = FundingEnv(window=int(cfg.pop("window")), num_symbols=market.num_symbols,
                          symbol_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)))
+        check_settings(name, cfg, FundingParams)
         return env, env.params_for_train(market, **cfg)
     if name in gymnax.registered_envs:
         env, params = gymnax.make(name)
