@@ -21,7 +21,15 @@ from jaxrl.metrics import gate_metrics, rolling_sharpe, strategy_returns
 CACHE_ENV = "JAXRL_TEST_XLA_CACHE"
 
 
+# The suite's time is compile time: LLVM's optimisation passes are a quarter of it, so the tests compile without
+# them (the same XLA programs and IEEE float semantics, slower code). Set before JAX's backend starts; subprocesses
+# started by the tests inherit it.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config):
+    if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
     if not os.environ.get(CACHE_ENV):  # the controller (or a plain run) makes it; xdist workers inherit it
         os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="jaxrl-test-xla-cache-")
     jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
