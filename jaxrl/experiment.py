@@ -227,6 +227,12 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     return result
 
 
+def compiled_once(learner, name: str, fn):
+    """`jax.jit(fn)`, made once per learner: a population's members (and resumed runs) reuse one compiled program.
+    `fn` must take everything that differs between calls as arguments."""
+    return learner.__dict__.setdefault(f"_jit_{name}", jax.jit(fn))
+
+
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,
                    metrics_rows: list[dict], evaluations: list[dict], timings: dict, *, seed: int,
                    member: dict | None = None) -> dict[str, Any]:
@@ -297,12 +303,18 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
         record["history"] = _history_lists(evaluations)
         if getattr(experiment.env, "bank", None) is not None:  # data.train_source=synthetic|mix: the gap
             num_paths = int(cfg.data.get("synthetic_paths", 64))
-            gap = jax.jit(lambda p: evaluate_synthetic(
-                experiment.env, experiment.env_params, learner.deterministic_policy(p), held_out_key(seed),
-                num_paths, learner.gate))(params)
+            env = experiment.env
+            gap = compiled_once(learner, "synthetic_gap", lambda p, e, k: evaluate_synthetic(
+                env, e, learner.deterministic_policy(p, e), k, num_paths, learner.gate))(
+                params, experiment.env_params, held_out_key(seed))
             report["synthetic"] = synthetic_report(gap, experiment.env.bank.generator, num_paths)
             report["synthetic_real_gap"] = report["synthetic"]["rolling_sharpe_mean"] - report["rolling_sharpe_mean"]
             record["training"]["synthetic_sharpe"] = report["synthetic"]["sharpe"]
+        if hasattr(experiment.env, "gate_diagnostics"):  # the environment family's own view of the gate window
+            env = experiment.env
+            info = compiled_once(learner, "gate_info", lambda p, e: env.gate_info(
+                e, learner.deterministic_policy(p, e), learner.gate))(params, experiment.env_params)
+            report["diagnostics"] = env.gate_diagnostics(jax.device_get(info), market, report)
         record["gate"] = report
         write_json_atomic(out_dir / "gate.json", report)
         gate_dates = market.dates[learner.gate.window.start + 1: learner.gate.window.start + 1
@@ -364,6 +376,8 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     ]
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
+    if (gate.get("diagnostics") or {}).get("summary"):
+        lines.append(f"{str(cfg.env.name):<12}{gate['diagnostics']['summary']}")
     if gate.get("synthetic"):
         synthetic = gate["synthetic"]
         lines.append(f"synthetic   rolling_sharpe_mean {synthetic['rolling_sharpe_mean']:+.3f} (std "

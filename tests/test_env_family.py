@@ -23,7 +23,7 @@ from jaxrl.envs.exit import (ACTIONS, EXIT, HOLD, PARTIAL_EXIT, TIGHTEN_STOP, Ex
                              exit_diagnostics, exit_gate_series, fixed_exit_params)
 from jaxrl.envs.funding import FundingEnv, episode_totals, funding_diagnostics
 from jaxrl.envs.portfolio import GUARDS, PortfolioEnv, portfolio_diagnostics, run_policy_info
-from jaxrl.gate.backtest import Window
+from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.metrics import gate_metrics
 from jaxrl.reference.exit_np import NumpyExitEnv, momentum_signal_np
 from jaxrl.reference.funding_np import NumpyFundingEnv
@@ -593,3 +593,37 @@ def test_funding_diagnostics(funding_data, envs):
     out = funding_diagnostics([1.0, 2.0], [0.5, -0.1], [[0.3, 0.2, 0.0], [0.1, -0.3, 0.1]], FUNDING_SYMBOLS)
     assert out["win_rate"] == 0.5 and out["top_symbol"] == "BTC"
     assert out["top_symbol_share"] == pytest.approx(0.4 / 0.5)
+
+
+# ---- what the gate report says of each environment's gate window ---------------------------------------------------
+def test_gate_diagnostics_of_the_family(basket, spy8, funding_data, envs):
+    """`env.gate_info` (in the graph) and `env.gate_diagnostics` (host), as finish_attempt writes them to gate.json."""
+    setup = GateSetup(Window(300, 120), 252)
+
+    def diagnose(env, params, market, policy):
+        info = jax.jit(lambda p: env.gate_info(p, policy, setup))(params)
+        report = evaluate(env, params, policy, setup)["metrics"]
+        return env.gate_diagnostics(jax.device_get(info), market, {k: float(v) for k, v in report.items()})
+
+    portfolio = envs["long_short"]
+    even = diagnose(portfolio, portfolio.params_for_train(basket), basket, lambda obs, s: jnp.ones(3))
+    assert list(even["avg_abs_weight"]) == list(basket.symbols)
+    assert even["herfindahl"] == pytest.approx(1 / 3, abs=1e-6)  # an even book: 1/N
+    one = diagnose(portfolio, portfolio.params_for_train(basket), basket, lambda obs, s: jnp.array([3.0, 0.0, 0.0]))
+    assert one["herfindahl"] > even["herfindahl"] and set(one["guard_rate"]) == set(GUARDS)
+    assert "herfindahl" in one["summary"]
+
+    exit_env = envs["exit"]
+    exit_params = exit_env.params_for_train(spy8)
+    hold = lambda obs, s: jnp.asarray(HOLD, jnp.int32)  # noqa: E731  (the fixed exit itself)
+    same = diagnose(exit_env, exit_params, spy8, hold)
+    assert same["learned_minus_fixed_exit"] == pytest.approx(0.0, abs=1e-6) and same["trades"] > 0
+    assert same["fixed_exit"]["mean_turnover"] > 0 and "fixed exit" in same["summary"]
+    quick = diagnose(exit_env, exit_params, spy8, lambda obs, s: jnp.where(
+        exit_env.action_mask(s, exit_params)[EXIT], EXIT, HOLD))
+    assert quick["avg_length"] < same["avg_length"] and quick["fixed_exit"] == same["fixed_exit"]
+
+    funding = envs["funding"]
+    carry = diagnose(funding, funding.params_for_train(funding_data), funding_data, lambda obs, s: jnp.zeros(4))
+    assert carry["episodes"] == 4 and carry["segment_bars"] == 30 and len(carry["symbol_pnl"]) == 3
+    assert carry["top_symbol"] in FUNDING_SYMBOLS and 0.0 <= carry["win_rate"] <= 1.0

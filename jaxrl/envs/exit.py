@@ -47,8 +47,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from jaxrl.gate.backtest import Window, run_policy
-from jaxrl.metrics import bar_return
+from jaxrl.gate.backtest import Window, run_policy, run_policy_info
+from jaxrl.metrics import bar_return, gate_metrics
 
 ACTIONS = ("HOLD", "EXIT", "TIGHTEN_STOP", "TRAIL_TO_BREAKEVEN", "PARTIAL_EXIT")
 HOLD, EXIT, TIGHTEN_STOP, TRAIL_TO_BREAKEVEN, PARTIAL_EXIT = range(5)
@@ -158,6 +158,26 @@ class ExitEnv(environment.Environment):
             "strategy_return", "realized_exposure", "trade_closed", "blocked")
 
     # ---- construction -------------------------------------------------------------------------------------
+    # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
+    def gate_info(self, params: "ExitParams", policy: Callable, setup):
+        """The learned exits' trades over the gate window, and the gate metrics of the same entry rule with the
+        fixed exit (always HOLD: out by stop, target or max_hold) on the same window (pure, jit-able)."""
+        _, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
+        exposures, returns = run_policy(self, params, hold_policy, setup.window)
+        keys = ("trade_closed", "trade_pnl", "trade_length", "forced_exit", "in_trade", "action", "blocked")
+        return {"info": {k: info[k] for k in keys},
+                "fixed": gate_metrics(returns, exposures, setup.periods_per_year, setup.rolling_window)}
+
+    def gate_diagnostics(self, info, market, report) -> dict[str, Any]:
+        """Trade statistics of the learned exits and the fixed exit's gate value, side by side."""
+        trades = exit_diagnostics(info["info"])
+        fixed = {k: float(v) for k, v in info["fixed"].items()}
+        gap = float(report["rolling_sharpe_mean"]) - fixed["rolling_sharpe_mean"]
+        summary = (f"{trades['trades']} trades, win rate {trades['win_rate']:.0%}, profit factor "
+                   f"{trades['profit_factor']:.2f}, {trades['avg_length']:.1f} bars; fixed exit rolling_sharpe_mean "
+                   f"{fixed['rolling_sharpe_mean']:+.3f} (learned minus fixed {gap:+.3f})")
+        return {**trades, "fixed_exit": fixed, "learned_minus_fixed_exit": gap, "summary": summary}
+
     def params_for_train(self, market, **numbers: Any) -> ExitParams:
         """Params whose training episodes are trades opened at the train split's entries."""
         split = market.split

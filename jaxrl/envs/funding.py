@@ -32,6 +32,7 @@ import pandas as pd
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.gate.backtest import run_policy_info
 from jaxrl.metrics import bar_return
 
 REWARD_TERMS = ("pnl", "hint", "concentration")
@@ -81,6 +82,28 @@ class FundingEnv(environment.Environment):
                                                                          "turnover", "cost")
 
     # ---- construction -------------------------------------------------------------------------------------
+    # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
+    def gate_info(self, params: "FundingParams", policy, setup):
+        """Rewards, realised P&L and P&L per symbol of the policy's continuous run over the gate window."""
+        rewards, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
+        return {"reward": rewards, "pnl": info["strategy_return"], "symbol_pnl": info["symbol_pnl"]}
+
+    def gate_diagnostics(self, info, market, report) -> dict[str, Any]:
+        """`funding_diagnostics` of the gate window cut into segments of the gate's rolling window (30 bars): win
+        rate and reward-P&L correlation across segments, P&L per symbol and the top symbol's share."""
+        size = int(report.get("window") or 30)
+        count = len(np.asarray(info["pnl"])) // size
+        if count < 1:
+            return {"summary": "gate window shorter than one segment"}
+        cut = lambda x: np.asarray(x, np.float64)[: count * size].reshape(count, size, *np.shape(x)[1:])  # noqa: E731
+        out = funding_diagnostics(cut(info["reward"]).sum(1), cut(info["pnl"]).sum(1), cut(info["symbol_pnl"]).sum(1),
+                                  [str(s) for s in getattr(market, "symbols", range(self.num_symbols))])
+        out["segment_bars"] = size
+        out["summary"] = (f"{count} segments of {size} bars: win rate {out['win_rate']:.0%}, reward-P&L correlation "
+                          f"{out['reward_pnl_correlation']:+.2f}, top symbol {out['top_symbol']} "
+                          f"{out['top_symbol_share']:.0%} of the positive P&L")
+        return out
+
     def params_for_train(self, data, **numbers: Any) -> FundingParams:
         split = data.split
         rates = np.asarray(data.arrays.returns, np.float64)

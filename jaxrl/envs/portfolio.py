@@ -33,9 +33,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.gate.backtest import run_policy_info  # noqa: F401  (re-exported: the family's diagnostics use it)
 from jaxrl.metrics import bar_return
 
 REWARD_TERMS = ("pnl", "cost", "turnover_penalty", "drawdown_penalty")
@@ -287,6 +289,24 @@ class PortfolioEnv(environment.Environment):
         size = self.num_assets + NUM_BOOK + self.window * self.num_features
         return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
+    # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
+    def gate_info(self, params: PortfolioParams, policy: Callable, setup):
+        """What `gate_diagnostics` reads from the policy's continuous run over the gate window (pure, jit-able)."""
+        _, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
+        return {"weights": info["weights"], **{f"guard/{g}": info[f"guard/{g}"] for g in GUARDS}}
+
+    def gate_diagnostics(self, info, market, report) -> dict[str, Any]:
+        """Per-instrument average |weight|, Herfindahl concentration and guard hit rates over the gate window."""
+        stats = portfolio_diagnostics(info)
+        symbols = [str(s) for s in getattr(market, "symbols", range(self.num_assets))]
+        weights = dict(zip(symbols, np.asarray(stats["avg_abs_weight"], np.float64).tolist()))
+        guards = {g: float(stats[f"guard_rate/{g}"]) for g in GUARDS}
+        herfindahl = float(stats["herfindahl"])
+        summary = (f"herfindahl {herfindahl:.2f} (even book {1 / len(symbols):.2f}); avg |w| "
+                   + " ".join(f"{k} {v:.2f}" for k, v in weights.items()) + "; guards active "
+                   + " ".join(f"{g} {r:.0%}" for g, r in guards.items()))
+        return {"avg_abs_weight": weights, "herfindahl": herfindahl, "guard_rate": guards, "summary": summary}
+
 
 # ---- diagnostics ----------------------------------------------------------------------------------------------------
 def portfolio_diagnostics(info) -> dict[str, Any]:
@@ -305,16 +325,3 @@ def portfolio_diagnostics(info) -> dict[str, Any]:
     for g in GUARDS:
         out[f"guard_rate/{g}"] = jnp.mean(jnp.asarray(info[f"guard/{g}"]))
     return out
-
-
-# ---- shared by the environment family: a continuous run that keeps every info key ---------------------------
-def run_policy_info(env, env_params, policy: Callable, start: int, length: int):
-    """Like `jaxrl.gate.backtest.run_policy`, but returns the whole stacked info dict (and the rewards)."""
-
-    def bar(state, _):
-        action = policy(env.get_obs(state, env_params), state)
-        state, reward, terminated, info = env.transition(state, action, env_params)
-        return state, (reward, terminated, info)
-
-    _, (rewards, terminated, info) = jax.lax.scan(bar, env.initial_state(start, env_params), None, length=length)
-    return rewards, terminated, info

@@ -44,6 +44,19 @@ def run_policy(env, env_params, policy: Callable, window: Window):
     return exposures, returns
 
 
+def run_policy_info(env, env_params, policy: Callable, start: int, length: int):
+    """Like `run_policy`, but returns the rewards, terminations and the whole stacked info dict (the environment
+    family's diagnostics read their own info keys)."""
+
+    def bar(state, _):
+        action = policy(env.get_obs(state, env_params), state)
+        state, reward, terminated, info = env.transition(state, action, env_params)
+        return state, (reward, terminated, info)
+
+    _, (rewards, terminated, info) = jax.lax.scan(bar, env.initial_state(start, env_params), None, length=length)
+    return rewards, terminated, info
+
+
 def evaluate(env, env_params, policy: Callable, setup: GateSetup):
     """Gate metrics (dict of scalars) plus the exposure and return series of one continuous backtest."""
     exposures, returns = run_policy(env, env_params, policy, setup.window)
