@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import jax
 import pytest
 
 from jaxrl import bench
@@ -137,3 +138,16 @@ def test_registry_and_options():
     assert quick.ppo_updates == bench.QUICK["ppo_updates"] and quick.env_counts == bench.QUICK["env_counts"]
     full = bench.parse_args(["--steps", "7"])
     assert full.steps == 7 and full.env_counts == bench.FULL["env_counts"]
+
+
+def test_population_entry_counts_every_members_steps(tmp_path):
+    records = bench.main(["--quick", "--out", str(tmp_path / "population.json"), "--only", "population/ppo",
+                          "--population-sizes", "2", "--population-updates", "1", "--repeats", "1",
+                          "--override", "agent.num_envs=4", "--override", "agent.num_steps=8",
+                          "--override", "agent.num_minibatches=2", "--override", "env.window=8"])
+    one_device = [r for r in records if r["name"] == "population/ppo/2"]
+    sharded = len(jax.devices()) > 1 and 2 % len(jax.devices()) == 0  # the /all_devices entry too
+    assert len(one_device) == 1 and len(records) == (2 if sharded else 1)
+    (r,) = one_device
+    assert r["members"] == 2 and r["num_envs"] == 2 * 4 and r["steps"] == 2 * 1 * 4 * 8
+    assert r["per_member_steps_per_s"] == pytest.approx(r["steps_per_s"] / 2) and r["compile_s"] > 0

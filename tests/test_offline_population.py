@@ -22,7 +22,7 @@ from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import TorsoSpec, torso_spec
 from jaxrl.offline import ALGORITHMS, make_dataset
 from jaxrl.offline.cql import DiscreteCQL
-from jaxrl.offline.common import Net
+from jaxrl.offline.networks import Net
 
 ENV_CFG = {"name": "position", "window": 8, "exec_lag": 0, "action_grid": None, "episode_len": 32, "cost_bps": 5.0}
 LABELER = {"name": "trend_following", "lookback": 20, "num_envs": 4, "num_steps": 64}

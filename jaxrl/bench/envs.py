@@ -14,12 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-try:
-    from jax import shard_map
-except ImportError:  # older JAX
-    from jax.experimental.shard_map import shard_map
-
 from jaxrl.bench.core import Bench, Record, benchmark, best_time, compile_timed
+from jaxrl.sharding import shard_map_unchecked
 
 def unbounded(space) -> bool:
     """An action space of logits (portfolio, funding: any real vector is valid). Bounds that come from traced
@@ -86,13 +82,7 @@ def sharded_rollout(env, num_envs: int, num_steps: int, mesh: Mesh):
         state, obs, key, total = local(state, obs, keys[0], params)
         return state, obs, key[None], total[None]
 
-    try:
-        mapped = shard_map(per_device, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec()),
-                           out_specs=spec, check_vma=False)
-    except TypeError:  # JAX before check_vma
-        mapped = shard_map(per_device, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec()),
-                           out_specs=spec, check_rep=False)
-    return mapped
+    return shard_map_unchecked(per_device, mesh, (spec, spec, spec, PartitionSpec()), spec)
 
 
 def bench_jax_env(bench: Bench, name: str, env, env_params, all_devices: bool = False) -> list[Record]:

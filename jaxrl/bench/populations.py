@@ -19,22 +19,13 @@ from jaxrl.population import Member, member_inputs
 from jaxrl.population.learner import Population, member_mesh
 
 
-def population_updates(population: Population, num_updates: int):
-    """`num_updates` PPO updates of every member (the training part of `run_periods`, without validation)."""
-    run = jax.vmap(partial(population.learner.run_updates, num_updates=num_updates))
-    if population.mesh is None:
-        return run
-    from jaxrl.population.learner import MEMBERS, PER_UPDATE, _shard_map
-
-    return _shard_map(run, population.mesh, (MEMBERS,), (MEMBERS, PER_UPDATE))
-
-
 def bench_population(bench: Bench, name: str, learner, env_params, size: int, mesh=None) -> Record:
     members = [Member(i, bench.seed + i, {}) for i in range(size)]
     population = Population(learner, member_inputs(learner, env_params, members), mesh)
     state = population.place_state(jax.jit(population.init_state)(population.inputs))
     runners = state["runner"]
-    compiled, compile_s = compile_timed(population_updates(population, bench.population_updates), runners)
+    compiled, compile_s = compile_timed(partial(population.run_updates, num_updates=bench.population_updates),
+                                        runners)
     jax.block_until_ready(compiled(runners))  # first call outside the timing
     run_s = best_time(lambda: compiled(runners), bench.repeats)
     steps = size * bench.population_updates * learner.steps_per_update

@@ -14,16 +14,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.offline.common import (
-    DeterministicActor,
-    Net,
-    OfflineConfig,
-    OfflineLearner,
-    ScoreHead,
-    gradient_step,
-    minibatch,
-    new_net,
-)
+from jaxrl.offline.common import OfflineConfig, OfflineLearner
+from jaxrl.offline.networks import DeterministicActor, Net, ScoreHead, gradient_step, minibatch, new_net
 from jaxrl.offline.dataset import Dataset
 
 

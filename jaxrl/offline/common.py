@@ -11,7 +11,8 @@ and one update:
     actor_params(train) -> pytree               what the deterministic policy needs
     policy_output(actor_params, obs) -> array   in [-1, 1] per action dimension, or one score per discrete action
 
-TD3+BC and ReBRAC share TD3's update (`TD3Learner`, below) and supply only their losses.
+TD3+BC and ReBRAC share TD3's update (`jaxrl.offline.td3.TD3Learner`) and supply only their losses. The
+networks and the Adam step with a traced learning rate are in `jaxrl.offline.networks`.
 
 Hyperparameters as data (as PPO's `PPOHyper`): every numeric setting that sets no shape (learning rates, gamma, tau,
 reward_scale and each algorithm's coefficients) is a float32 leaf of the algorithm's `Hyper` struct, named as in its
@@ -39,22 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
 from jaxrl.offline.dataset import Dataset, check_compatible
-
-ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu}
-
+from jaxrl.offline.networks import ACTIVATIONS
 
 # ---- configuration ----------------------------------------------------------------------------------------------
 def hyper_fields(hyper_type) -> tuple[str, ...]:
@@ -121,153 +118,6 @@ class OfflineConfig:
             else:
                 typed[name] = value
         return cls(**typed)
-
-
-# ---- networks shared by the algorithm files ----------------------------------------------------------------------
-def encode(torso: TorsoSpec | None, obs):
-    """The torso's embedding of `obs` (a trading window), or `obs` itself when there is no torso (a flat MLP).
-
-    Called inside a module's compact method, so every network that calls it owns its torso's parameters."""
-    return obs if torso is None else torso.build("torso")(obs)
-
-
-class DenseStack(nn.Module):
-    """Dense layers, each followed by an optional LayerNorm and the activation."""
-
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        for width in self.hidden:
-            x = nn.Dense(width)(x)
-            if self.layer_norm:
-                x = nn.LayerNorm()(x)
-            x = ACTIVATIONS[self.activation](x)
-        return x
-
-
-class DeterministicActor(nn.Module):
-    """obs -> action in [-1, 1] (tanh); the learner rescales it to the environment's action range."""
-
-    action_dim: int
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
-        return nn.tanh(nn.Dense(self.action_dim)(x))
-
-
-class ScoreHead(nn.Module):
-    """obs -> one score per discrete action (logits for BC, Q-values for discrete CQL)."""
-
-    num_actions: int
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
-        return nn.Dense(self.num_actions)(x)
-
-
-class StateValue(nn.Module):
-    """V(s) (IQL's value network)."""
-
-    hidden: Sequence[int]
-    activation: str = "relu"
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs):
-        return nn.Dense(1)(DenseStack(self.hidden, self.activation)(encode(self.torso, obs)))[..., 0]
-
-
-class StateActionValue(nn.Module):
-    """Q(s, a): a Dense stack over concat(embedding of s, a), its first layer written as s @ K_s + a @ K_a.
-
-    The split is the same function (and initialisation) as a Dense over the concatenation, but it broadcasts: one
-    state's projection (and torso pass) serves many actions, e.g. obs (B, 1, D) with actions (B, K, A) (CQL's
-    sampled actions).
-    """
-
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs, action):
-        obs = encode(self.torso, obs)
-        obs_dim, width = obs.shape[-1], self.hidden[0]
-        kernel = self.param("input_kernel", nn.initializers.lecun_normal(), (obs_dim + action.shape[-1], width))
-        bias = self.param("input_bias", nn.initializers.zeros, (width,))
-        x = obs @ kernel[:obs_dim] + action @ kernel[obs_dim:] + bias
-        if self.layer_norm:
-            x = nn.LayerNorm()(x)
-        x = DenseStack(self.hidden[1:], self.activation, self.layer_norm)(ACTIVATIONS[self.activation](x))
-        return nn.Dense(1)(x)[..., 0]
-
-
-class QEnsemble(nn.Module):
-    """`num_qs` independent Q(s, a) networks (each with its own torso) in one module: output shape (num_qs, ...)."""
-
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-    num_qs: int = 2
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs, action):
-        ensemble = nn.vmap(StateActionValue, variable_axes={"params": 0}, split_rngs={"params": True},
-                           in_axes=None, out_axes=0, axis_size=self.num_qs)
-        return ensemble(self.hidden, self.activation, self.layer_norm, self.torso)(obs, action)
-
-
-# ---- optimisation: Adam with a traced learning rate --------------------------------------------------------------
-ADAM = optax.scale_by_adam()  # optax.adam without its learning rate, which each step applies as a traced value
-
-
-@struct.dataclass
-class Net:
-    """One network's parameters and Adam state (the learning rate is in the learner's Hyper)."""
-
-    params: Any
-    opt_state: Any
-
-
-def new_net(params) -> Net:
-    return Net(params, ADAM.init(params))
-
-
-def optimizer_step(net: Net, grads, lr) -> Net:
-    """One Adam step with learning rate `lr` (a traced scalar): the update of `optax.adam(lr)`."""
-    updates, opt_state = ADAM.update(grads, net.opt_state, net.params)
-    return Net(optax.apply_updates(net.params, jax.tree.map(lambda u: -lr * u, updates)), opt_state)
-
-
-def gradient_step(loss, net: Net, lr, *args, has_aux: bool = False):
-    """(net after one Adam step down `loss(net.params, *args)`, the loss value (with its aux when `has_aux`))."""
-    value, grads = jax.value_and_grad(loss, has_aux=has_aux)(net.params, *args)
-    return optimizer_step(net, grads, lr), value
-
-
-def polyak(target, online, tau):
-    """target <- tau * online + (1 - tau) * target."""
-    return optax.incremental_update(online, target, tau)
-
-
-def minibatch(batches: Dataset, index: int) -> Dataset:
-    """Minibatch `index` of the `batches_per_update` stacked on axis 0."""
-    return jax.tree.map(lambda x: x[index], batches)
 
 
 # ---- the learner -------------------------------------------------------------------------------------------------
@@ -476,74 +326,6 @@ class OfflineLearner:
         if self.gate is not None:
             result["gate"] = self.evaluate_gate(params, state["runner"].env_params)
         return result
-
-
-# ---- TD3's update, shared by TD3+BC and ReBRAC -------------------------------------------------------------------
-@struct.dataclass
-class TD3State:
-    actor: Net
-    critic: Net
-    target_actor: Any
-    target_critic: Any
-
-
-class TD3Learner(OfflineLearner):
-    """A deterministic actor, a Q ensemble and target copies of both. One update is `policy_delay` critic steps (one
-    minibatch each, unrolled statically: no `lax.cond`), then one actor step on the last minibatch and the target
-    updates. A subclass builds `self.actor` and `self.critic` in `setup` and supplies its losses:
-
-        critic_loss(params, train, batch, key, hyper) -> (loss, mean Q)
-        actor_loss(params, critic_params, batch, hyper) -> (loss, behaviour-cloning error)
-
-    Its Hyper has at least actor_lr, critic_lr, tau, policy_noise and noise_clip.
-    """
-
-    @property
-    def batches_per_update(self):
-        return self.config.policy_delay
-
-    def init_train(self, key, hyper):
-        actor_key, critic_key = jax.random.split(key)
-        obs = jnp.zeros(self.obs_shape, jnp.float32)
-        actor = self.actor.init(actor_key, obs)
-        critic = self.critic.init(critic_key, obs, jnp.zeros((self.action_dim,), jnp.float32))
-        return TD3State(new_net(actor), new_net(critic), actor, critic)
-
-    def target_action(self, train: TD3State, batch: Dataset, key, hp):
-        """The target actor's next action plus clipped Gaussian noise (target policy smoothing), in [-1, 1]."""
-        noise = jnp.clip(hp.policy_noise * jax.random.normal(key, batch.actions.shape), -hp.noise_clip,
-                         hp.noise_clip)
-        return jnp.clip(self.actor.apply(train.target_actor, batch.next_observations) + noise, -1.0, 1.0)
-
-    def critic_loss(self, params, train: TD3State, batch: Dataset, key, hp):
-        raise NotImplementedError
-
-    def actor_loss(self, params, critic_params, batch: Dataset, hp):
-        raise NotImplementedError
-
-    def update_train(self, train: TD3State, batches: Dataset, key, hp):
-        keys = jax.random.split(key, self.config.policy_delay)
-        critic_losses, q_means = [], []
-        for i in range(self.config.policy_delay):  # the policy delay, unrolled
-            batch = minibatch(batches, i)
-            critic, (loss, q_mean) = gradient_step(self.critic_loss, train.critic, hp.critic_lr, train, batch, keys[i],
-                                                   hp, has_aux=True)
-            train = train.replace(critic=critic)
-            critic_losses.append(loss)
-            q_means.append(q_mean)
-        actor, (actor_loss, bc) = gradient_step(self.actor_loss, train.actor, hp.actor_lr, train.critic.params, batch,
-                                                hp, has_aux=True)
-        train = TD3State(actor, train.critic, polyak(train.target_actor, actor.params, hp.tau),
-                         polyak(train.target_critic, train.critic.params, hp.tau))
-        metrics = {"critic_loss": jnp.mean(jnp.stack(critic_losses)), "actor_loss": actor_loss, "bc_loss": bc,
-                   "q_mean": jnp.mean(jnp.stack(q_means))}
-        return train, metrics
-
-    def actor_params(self, train: TD3State):
-        return train.actor.params
-
-    def policy_output(self, actor_params, obs):
-        return self.actor.apply(actor_params, obs)
 
 
 def bench_offline(learner: OfflineLearner, num_updates: int, seed: int = 0, repeats: int = 3) -> tuple[float, float]:

@@ -24,11 +24,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.networks import TorsoSpec
-from jaxrl.offline.common import (
+from jaxrl.offline.common import OfflineConfig, OfflineLearner
+from jaxrl.offline.networks import (
     DenseStack,
     Net,
-    OfflineConfig,
-    OfflineLearner,
     QEnsemble,
     ScoreHead,
     encode,

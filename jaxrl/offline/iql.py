@@ -16,11 +16,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.offline.common import (
+from jaxrl.offline.common import OfflineConfig, OfflineLearner
+from jaxrl.offline.networks import (
     DeterministicActor,
     Net,
-    OfflineConfig,
-    OfflineLearner,
     QEnsemble,
     StateValue,
     gradient_step,

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.offline.common import DeterministicActor, OfflineConfig, QEnsemble, TD3Learner, TD3State
+from jaxrl.offline.common import OfflineConfig
+from jaxrl.offline.networks import DeterministicActor, QEnsemble
+from jaxrl.offline.td3 import TD3Learner, TD3State
 from jaxrl.offline.dataset import Dataset
 
 

@@ -1,7 +1,7 @@
 """A population as one learner: the `jaxrl.chunks` learner protocol over a leading member axis.
 
-`Population(learner, inputs, mesh)` vmaps the learner's `init_state`, `run_periods`, `chosen_params` and
-`evaluate_gate` over the members. With a mesh of several devices the member axis is split over them with
+`Population(learner, inputs, mesh)` vmaps the learner's `init_state`, `run_periods`, `run_updates` and
+`chosen_params` over the members (`members_gate` backtests them all). With a mesh of several devices the member axis is split over them with
 `shard_map`: each device runs the same vmapped program on its own members and nothing crosses devices, so the
 result equals a one-device run of the same population member for member.
 """
@@ -16,12 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-try:
-    from jax import shard_map
-except ImportError:  # JAX before shard_map left experimental
-    from jax.experimental.shard_map import shard_map
-
 from jaxrl.population.members import MemberInputs
+from jaxrl.sharding import shard_map_unchecked
 
 AXIS = "members"
 MEMBERS = PartitionSpec(AXIS)  # leaves with the member axis first (the state)
@@ -33,11 +29,13 @@ def member_mesh(devices=None) -> Mesh:
     return Mesh(np.array(jax.devices() if devices is None else list(devices)), (AXIS,))
 
 
-def _shard_map(fn, mesh, in_specs, out_specs):
-    try:
-        return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-    except TypeError:  # JAX before check_vma
-        return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+def members_gate(learner, state, env_params):
+    """(chosen parameters, gate backtest) of every member of a population state: jit it once per learner and every
+    group reuses it (it reads no Population)."""
+    params = jax.vmap(learner.chosen_params)(state)
+    if getattr(learner, "gate", None) is None:
+        return params, None
+    return params, jax.vmap(learner.evaluate_gate)(params, env_params)
 
 
 class Population:
@@ -76,21 +74,25 @@ class Population:
             return state
         return jax.device_put(state, NamedSharding(self.mesh, MEMBERS))
 
-    def run_periods(self, state, num_periods: int):
-        run = jax.vmap(partial(self.learner.run_periods, num_periods=num_periods), out_axes=(0, 1, 1))
+    def _over_members(self, fn, out_specs):
+        """`fn` vmapped over the members (per-update outputs get the member axis second), and on a mesh split over
+        its devices: each device runs the vmapped program on its own members."""
+        run = jax.vmap(fn, out_axes=tuple(0 if spec is MEMBERS else 1 for spec in out_specs))
         if self.mesh is None:
-            return run(state)
-        return _shard_map(run, self.mesh, (MEMBERS,), (MEMBERS, PER_UPDATE, PER_UPDATE))(state)
+            return run
+        return shard_map_unchecked(run, self.mesh, (MEMBERS,), out_specs)
+
+    def run_periods(self, state, num_periods: int):
+        return self._over_members(partial(self.learner.run_periods, num_periods=num_periods),
+                                  (MEMBERS, PER_UPDATE, PER_UPDATE))(state)
+
+    def run_updates(self, runners, num_updates: int):
+        """`num_updates` updates of every member's runner, no validation (what the benchmark times)."""
+        return self._over_members(partial(self.learner.run_updates, num_updates=num_updates),
+                                  (MEMBERS, PER_UPDATE))(runners)
 
     def chosen_params(self, state):
         return jax.vmap(self.learner.chosen_params)(state)
-
-    def evaluate_gate(self, params):
-        return jax.vmap(self.learner.evaluate_gate)(params, self.inputs.env_params)
-
-    def member(self, tree, index: int):
-        """Member `index`'s slice of a stacked tree, on the host."""
-        return jax.tree.map(lambda x: np.asarray(x)[index], tree)
 
     # ---- memory ---------------------------------------------------------------------------------------------
     def memory_estimate(self) -> dict[str, int]:

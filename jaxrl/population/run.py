@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir, progress_printer
-from jaxrl.population.learner import Population, check_memory, member_mesh
+from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir, progress_printer
+from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import Member, member_config, member_inputs, population_members
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
@@ -123,27 +124,29 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
 def _finish_group(cfg, experiment: Experiment, population: Population, state, group: list[Member], group_dir: Path,
                   out_dir: Path, timings: dict) -> list[dict[str, Any]]:
     """Gate every member inside one compiled call, then write each member's run directory and registry entry."""
-    params = jax.jit(population.chosen_params)(state)
-    evaluated = jax.jit(population.evaluate_gate)(params) if experiment.market is not None else None
+    learner = experiment.learner
+    gate = compiled_once(learner, "members_gate", partial(members_gate, learner))
+    params, evaluated = gate(state, population.inputs.env_params)
+    # to the host once; each member's slice is then a numpy view
+    params, selection, evaluated, env_params = jax.device_get(
+        (params, state["selection"], evaluated, population.inputs.env_params))
     metrics_rows, evaluations = read_jsonl(group_dir / METRICS_FILE), read_jsonl(group_dir / EVALUATIONS_FILE)
     results = []
     for i, member in enumerate(group):
+        mine = lambda tree: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
         member_dir = out_dir / "members" / member.label
         member_dir.mkdir(parents=True, exist_ok=True)
         member_cfg = member_config(cfg, member)
         (member_dir / "config.yaml").write_text(OmegaConf.to_yaml(member_cfg))
-        mine = dataclasses.replace(experiment, cfg=member_cfg,
-                                   env_params=population.member(population.inputs.env_params, i))
+        rows, evals = member_slice(metrics_rows, i), member_slice(evaluations, i)
         result = finish_attempt(
-            member_cfg, mine, member_dir, population.member(params, i), population.member(state["selection"], i),
-            None if evaluated is None else population.member(evaluated, i),
-            member_slice(metrics_rows, i), member_slice(evaluations, i), timings, seed=member.seed,
-            member=member.as_dict())
+            member_cfg, dataclasses.replace(experiment, cfg=member_cfg, env_params=mine(env_params)), member_dir,
+            mine(params), mine(selection), None if evaluated is None else mine(evaluated), rows, evals, timings,
+            seed=member.seed, member=member.as_dict())
         result["member"] = member.as_dict()
         # the member's own logs and record, so its directory reads like a single run's (status, plots, resume)
-        for name, rows in ((METRICS_FILE, member_slice(metrics_rows, i)), (EVALUATIONS_FILE,
-                                                                            member_slice(evaluations, i))):
-            (member_dir / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        for name, logged in ((METRICS_FILE, rows), (EVALUATIONS_FILE, evals)):
+            (member_dir / name).write_text("".join(json.dumps(row) + "\n" for row in logged))
         write_json_atomic(member_dir / "record.json", result["record"])
         results.append(result)
     return results
