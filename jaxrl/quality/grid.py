@@ -1,0 +1,132 @@
+"""The benchmark grid: market x learner x cost, each cell one population of seeds trained by the normal pipeline.
+
+A cell is composed from `hydra_conf/` exactly like `python -m jaxrl.train data.path=<market csv> agent=<learner>
+env.cost_bps=<cost> run.num_seeds=<seeds>`, plus the size's overrides and the user's own, and trained by
+`jaxrl.experiment.run_experiment` (a population: one compile for all seeds). Every member keeps its run directory,
+gate report and registry entry (in the benchmark's own registry, never the user's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+from jaxrl.backtest import backtest_baseline
+from jaxrl.data import load_market
+from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.gate.report import gate_setup
+from jaxrl.quality.markets import MarketSpec, file_returns, write_market
+from jaxrl.quality.oracle import oracle_scores
+
+CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
+OFFLINE = ("bc", "td3bc", "iql", "cql", "rebrac")
+LEARNERS = ("ppo",) + OFFLINE
+# The rules the offline learners' dataset is labelled with (labeler=mix), scored on their own as each cell's labeler.
+LABELER_RULES = (("trend_following", {"lookback": 60}), ("mean_reversion", {"lookback": 5}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """How big each cell is. `small` runs in minutes on a 2-core CPU, `full` is meant for a GPU."""
+
+    seeds: int
+    ppo_timesteps: int
+    offline_updates: int
+    offline_eval_every: int
+
+    def learner_overrides(self, learner: str) -> list[str]:
+        if learner == "ppo":
+            return [f"agent.total_timesteps={self.ppo_timesteps}"]
+        return [f"agent.num_updates={self.offline_updates}", f"agent.eval_every={self.offline_eval_every}",
+                "labeler=mix"]
+
+
+SIZES = {
+    "small": Size(seeds=3, ppo_timesteps=409_600, offline_updates=3_000, offline_eval_every=300),
+    "full": Size(seeds=8, ppo_timesteps=2_048_000, offline_updates=20_000, offline_eval_every=1_000),
+}
+
+
+def compose_cell(market_path: Path, spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_dir: Path,
+                 overrides: Sequence[str] = ()):
+    cell = [f"agent={learner}", f"data.path={market_path}", f"data.symbol={spec.name.upper()}",
+            "data.asset_class=tradefi", f"env.cost_bps={cost_bps}", f"run.num_seeds={size.seeds}", "seed=0",
+            "run.plots=false", f"registry.root={out_dir / 'registry'}", "compilation_cache=null",
+            *size.learner_overrides(learner), *overrides]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=cell)
+
+
+def member_outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """What the benchmark keeps of one trained member."""
+    gate, record = result.get("gate") or {}, result.get("record") or {}
+    selection = record.get("selection") or {}
+    training = record.get("training") or {}
+    return {
+        "seed": (result.get("member") or {}).get("seed", record.get("seed")),
+        "gate": gate.get("rolling_sharpe_mean"),
+        "sharpe": gate.get("sharpe"),
+        "total_return": gate.get("total_return"),
+        "mean_turnover": gate.get("mean_turnover"),
+        "flat_ratio": gate.get("flat_realized_exposure_ratio"),
+        "avg_abs_exposure": gate.get("avg_abs_realized_exposure"),
+        "passed": bool(gate.get("passed", False)),
+        "candidate": bool(record.get("candidate_id")),
+        "validation": selection.get("best_score"),
+        "train_sharpe": training.get("train_sharpe"),
+        "quality": (record.get("quality") or {}).get("label"),
+        "out_dir": result.get("out_dir"),
+    }
+
+
+def labeler_scores(experiment: Experiment) -> dict[str, float]:
+    """Gate value of each rule in the offline learners' labeler mix, through the same compiled backtest."""
+    market, learner = experiment.market, experiment.learner
+    scores = {}
+    for name, settings in LABELER_RULES:
+        evaluated = backtest_baseline(name, market, experiment.env, experiment.env_params, learner.gate, **settings)
+        scores[name] = float(evaluated["metrics"]["rolling_sharpe_mean"])
+    return scores
+
+
+def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_dir: Path,
+             overrides: Sequence[str] = (), verbose: bool = False) -> dict[str, Any]:
+    """Train one cell (or read it back when its `cell.json` exists) and return its members and oracle."""
+    cell_dir = out_dir / "cells" / f"{spec.name}__{learner}__{cost_bps:g}bps"
+    done = cell_dir / "cell.json"
+    recipe = {"market": dataclasses.asdict(spec), "size": dataclasses.asdict(size), "overrides": list(overrides)}
+    if done.exists():
+        cell = json.loads(done.read_text())
+        if cell.get("recipe") == recipe:  # finished earlier with the same recipe: reuse it
+            return cell
+    market_path = write_market(spec, out_dir / "markets")
+    cfg = compose_cell(market_path, spec, learner, cost_bps, size, out_dir, overrides)
+    if (cell_dir / "run").exists():  # an unfinished or different earlier attempt: start the cell afresh
+        shutil.rmtree(cell_dir / "run")
+    result = run_experiment(cfg, cell_dir / "run", verbose=verbose)
+    members = [member_outcome(r) for r in result.get("members", [result])]
+    market = load_market(market_path, symbol=spec.name.upper(), years=cfg.gate.years, val_years=cfg.gate.val_years,
+                         window=cfg.env.window)
+    setup = gate_setup(market, int(cfg.gate.window))
+    oracle = oracle_scores(spec, file_returns(market_path), setup.window.start, setup.window.length, cost_bps)
+    cell = {"recipe": recipe, "market": spec.name, "learner": learner, "cost_bps": cost_bps, "members": members, "oracle": oracle,
+            "planted": spec.planted, "threshold": float(cfg.gate.threshold),
+            "timings": result.get("timings"), "overrides": list(overrides)}
+    if learner in OFFLINE:
+        # the rules alone, through a PPO-built experiment (same env and gate; no dataset to collect)
+        ppo_cfg = compose_cell(market_path, spec, "ppo", cost_bps, size, out_dir, overrides)
+        cell["labelers"] = labeler_scores(Experiment.from_config(ppo_cfg))
+    done.write_text(json.dumps(cell, indent=1, default=_jsonable) + "\n")
+    return cell
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
