@@ -11,7 +11,7 @@ import pytest
 from jaxrl.quality.__main__ import main as quality_main
 from jaxrl.quality.__main__ import parse
 from jaxrl.quality.markets import MARKETS, MarketSpec, conditional_mean, file_returns, simulate, write_market
-from jaxrl.quality.oracle import band_exposures, calibrate_band, naive_exposures, oracle_scores, score
+from jaxrl.quality.oracle import calibrate_rule, naive_exposures, oracle_scores, rule_exposures, score
 from jaxrl.quality.table import cell_stats, headline, spearman
 from jaxrl.reference.metrics_np import gate_metrics_np, strategy_returns_np
 
@@ -54,11 +54,14 @@ def test_regime_filter_is_causal_and_tracks_the_regime():
     np.testing.assert_array_equal(conditional_mean(spec, perturbed)[: t + 1], m[: t + 1])
 
 
-def test_band_rule_by_hand():
+def test_oracle_rules_by_hand():
     signal = np.array([0.5, 0.1, -0.2, -0.6, 0.0, 0.31])
-    np.testing.assert_array_equal(band_exposures(signal, 0.3), [1, 1, 1, -1, -1, 1])
-    np.testing.assert_array_equal(band_exposures(np.array([0.1, -0.1]), 0.3), [0, 0])  # starts flat
+    np.testing.assert_array_equal(rule_exposures(signal, entry=0.3), [1, 1, 1, -1, -1, 1])  # no-trade band on m
+    np.testing.assert_array_equal(rule_exposures(np.array([0.1, -0.1]), entry=0.3), [0, 0])  # starts flat
+    np.testing.assert_allclose(rule_exposures(signal, scale=0.5), [1, 0.2, -0.4, -1, -1, 0.62])  # sized, m=0 holds
+    np.testing.assert_allclose(rule_exposures(np.array([0.5, 0.45, 0.3]), scale=0.5, band=0.25), [1, 1, 0.6])
     np.testing.assert_array_equal(naive_exposures(signal), [1, 1, -1, -1, 0, 1])
+    np.testing.assert_array_equal(rule_exposures(signal[signal != 0]), naive_exposures(signal[signal != 0]))
 
 
 def test_oracle_score_matches_float64_reference_at_cost():
@@ -72,9 +75,10 @@ def test_oracle_score_matches_float64_reference_at_cost():
         assert ours[name] == pytest.approx(ref[name], rel=1e-4, abs=1e-6)
 
 
-def test_cost_aware_band_widens_with_cost_and_beats_naive_at_high_cost():
+def test_cost_aware_oracle_trades_less_at_high_cost_and_beats_naive():
     spec = MARKETS["ar1_momentum"]
-    assert calibrate_band(spec, 20.0) > calibrate_band(spec, 0.0)
+    cheap, dear = calibrate_rule(spec, 0.0), calibrate_rule(spec, 20.0)
+    assert (dear["entry"], dear["band"]) > (cheap["entry"], cheap["band"])
     r = simulate(dataclasses.replace(spec, seed=55, years=20)).returns
     scores = oracle_scores(spec, r, 100, len(r) - 102, 20.0)
     assert scores["cost_aware"]["rolling_sharpe_mean"] > scores["naive"]["rolling_sharpe_mean"]

@@ -103,8 +103,8 @@ def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_di
     recipe = {"market": dataclasses.asdict(spec), "size": dataclasses.asdict(size), "overrides": list(overrides)}
     if done.exists():
         cell = json.loads(done.read_text())
-        if cell.get("recipe") == recipe:  # finished earlier with the same recipe: reuse it
-            return cell
+        if cell.get("recipe") == recipe:  # finished earlier with the same recipe: reuse it (oracles recomputed)
+            return with_oracle(cell, spec)
     market_path = write_market(spec, out_dir / "markets")
     cfg = compose_cell(market_path, spec, learner, cost_bps, size, out_dir, overrides)
     if (cell_dir / "run").exists():  # an unfinished or different earlier attempt: start the cell afresh
@@ -114,8 +114,8 @@ def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_di
     market = load_market(market_path, symbol=spec.name.upper(), years=cfg.gate.years, val_years=cfg.gate.val_years,
                          window=cfg.env.window)
     setup = gate_setup(market, int(cfg.gate.window))
-    oracle = oracle_scores(spec, file_returns(market_path), setup.window.start, setup.window.length, cost_bps)
-    cell = {"recipe": recipe, "market": spec.name, "learner": learner, "cost_bps": cost_bps, "members": members, "oracle": oracle,
+    cell = {"recipe": recipe, "market": spec.name, "learner": learner, "cost_bps": cost_bps, "members": members,
+            "market_path": str(market_path), "gate_window": [setup.window.start, setup.window.length],
             "planted": spec.planted, "threshold": float(cfg.gate.threshold),
             "timings": result.get("timings"), "overrides": list(overrides)}
     if learner in OFFLINE:
@@ -123,7 +123,15 @@ def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_di
         ppo_cfg = compose_cell(market_path, spec, "ppo", cost_bps, size, out_dir, overrides)
         cell["labelers"] = labeler_scores(Experiment.from_config(ppo_cfg))
     done.write_text(json.dumps(cell, indent=1, default=_jsonable) + "\n")
-    return cell
+    return with_oracle(cell, spec)
+
+
+def with_oracle(cell: dict[str, Any], spec: MarketSpec) -> dict[str, Any]:
+    """The cell with its oracles computed afresh over its gate window (never stored: the oracle is the yardstick,
+    and a finished cell is always judged by today's)."""
+    start, length = cell["gate_window"]
+    oracle = oracle_scores(spec, file_returns(cell["market_path"]), start, length, cell["cost_bps"])
+    return {**cell, "oracle": oracle}
 
 
 def _jsonable(value):
