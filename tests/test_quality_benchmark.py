@@ -151,12 +151,16 @@ def test_cli_rejects_unknown_names():
         parse(["--markets", "ar1_momentum,moon"])
     with pytest.raises(SystemExit):
         parse(["--learners", "dqn"])
+    with pytest.raises(SystemExit):
+        parse(["--sedes", "3"])  # a misspelt option is not taken for an override
     args, overrides = parse(["--seeds", "3", "--", "env.cost_bps=1", "agent.lr=1e-4"])
     assert args.seeds == 3 and overrides == ["env.cost_bps=1", "agent.lr=1e-4"]
+    args, overrides = parse(["env.cost_bps=1", "--seeds", "4", "agent.lr=1e-4"])  # in any order, -- optional
+    assert args.seeds == 4 and overrides == ["env.cost_bps=1", "agent.lr=1e-4"]
 
 
 def test_benchmark_runs_a_cell_end_to_end_and_reuses_it(tmp_path, capsys):
-    argv = ["--markets", "random_walk", "--costs", "5", "--seeds", "2", "--out", str(tmp_path), "--",
+    argv = ["--markets", "random_walk", "--costs", "5", "--seeds", "2", "--out", str(tmp_path),
             "agent.total_timesteps=2048", "agent.num_envs=8", "agent.num_steps=32", "selection.eval_every=4",
             "run.save_checkpoint=false", "gate.years=1", "gate.val_years=0.5", "env.window=8",
             "network.hidden=[16]", "network.embed_dim=16", "network.head_hidden=[16]"]

@@ -2,12 +2,12 @@
 
     python -m jaxrl.quality                                  # small size: every market, PPO, 0 and 5 bps
     python -m jaxrl.quality --size full --learners ppo,bc,td3bc,iql,cql,rebrac
-    python -m jaxrl.quality --markets ar1_momentum,random_walk --seeds 4 -- env.turnover_coef=0.5
+    python -m jaxrl.quality --markets ar1_momentum,random_walk --seeds 4 env.rebalance_rate=0.5
 
 Writes `<out>/quality.json` (every member of every cell, the oracles, the per-cell statistics and the headline
 checks) and `<out>/quality.md` (the table). A finished cell is reused when the benchmark is run again with the same
-recipe, so an interrupted benchmark continues where it stopped. Arguments after `--` are Hydra overrides applied to
-every cell (the way to measure a candidate default against today's).
+recipe, so an interrupted benchmark continues where it stopped. Every `key=value` argument is a Hydra override
+applied to every cell (the way to measure a candidate default against today's); a `--` before them is optional.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ from jaxrl.quality.table import cell_stats, headline, markdown
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1:]
     parser = argparse.ArgumentParser(prog="python -m jaxrl.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--markets", default=",".join(MARKETS), help=f"comma list of {', '.join(MARKETS)}")
@@ -41,7 +37,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the size's)")
     parser.add_argument("--out", default="runs/quality", help="output directory (relative to the working directory)")
     parser.add_argument("--verbose", action="store_true", help="print each cell's training progress")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args([a for a in argv if a != "--"])
+    options = [a for a in rest if a.startswith("-") or "=" not in a]
+    if options:
+        parser.error(f"unrecognised arguments {options}: options are listed by --help, Hydra overrides are key=value")
+    overrides = rest
     for name, values, allowed in (("--markets", args.markets, MARKETS), ("--learners", args.learners, LEARNERS)):
         unknown = [v for v in values.split(",") if v not in allowed]
         if unknown:
