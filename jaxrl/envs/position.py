@@ -277,9 +277,11 @@ class PositionEnv(environment.Environment):
     def perturb_obs(self, key, obs, params: PositionParams):
         """Training observations (any leading batch shape) with N(0, obs_noise^2) noise on the feature window; the
         book (exposure, drawdown) is left exact. PPO's rollout calls it; backtests never do."""
-        features = jnp.arange(obs.shape[-1]) >= BOOK_SIZE
-        noise = jax.random.normal(key, obs.shape, obs.dtype)
-        return jnp.where(features, obs + params.obs_noise * noise, obs)
+        def noisy():
+            features = jnp.arange(obs.shape[-1]) >= BOOK_SIZE
+            return jnp.where(features, obs + params.obs_noise * jax.random.normal(key, obs.shape, obs.dtype), obs)
+
+        return jax.lax.cond(params.obs_noise > 0, noisy, lambda: obs)  # exactly obs, and no draws, when off
 
     def transition(self, state: PositionState, action, params: PositionParams):
         """One bar of accounting with no truncation or reset: the step of training and of the gate backtest."""
