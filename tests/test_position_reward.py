@@ -52,8 +52,9 @@ def run_both(market, reward, numbers, start, acts, window=16):
     env, rollout = rollout_for(reward, window)
     params = env.params_for_train(market, episode_len=STEPS, **numbers)
     final, (obs, rewards, terminated, info) = rollout(params, start, jnp.asarray(acts))
-    ref = NumpyPositionEnv(np.asarray(market.arrays.returns, np.float64), np.asarray(market.arrays.features, np.float64),
-                           window=window, episode_len=STEPS, reward=reward, sharpe_window=SHARPE_WINDOW, **numbers)
+    ref = NumpyPositionEnv(np.asarray(market.arrays.returns, np.float64),
+                           np.asarray(market.arrays.features, np.float64), window=window, episode_len=STEPS,
+                           reward=reward, sharpe_window=SHARPE_WINDOW, **numbers)
     ref.reset(start)
     steps = [ref.step(a) for a in acts]
     want = {k: np.array([s[4][k] for s in steps]) for k in steps[0][4]}

@@ -79,7 +79,7 @@ class PositionState:
     peak: jnp.ndarray
     rng: jnp.ndarray  # uint32 counter of this env's own random stream (episode starts after auto-reset)
     moments: jnp.ndarray  # (2,) [A, B]: exponential estimates of the strategy return's 1st and 2nd moments (DSR)
-    recent: jnp.ndarray  # (sharpe_window,) the episode's last strategy returns, newest last (rolling_sharpe only)
+    recent: jnp.ndarray  # (sharpe_window,) the episode's last strategy returns, newest last; (1,) unused otherwise
 
 
 class PositionEnv(environment.Environment):
@@ -233,7 +233,8 @@ class PositionEnv(environment.Environment):
             peak=jnp.ones((), jnp.float32),
             rng=jnp.asarray(rng, jnp.uint32),
             moments=jnp.zeros((2,), jnp.float32),
-            recent=jnp.zeros((self.sharpe_window if self.reward == "rolling_sharpe" else 0,), jnp.float32),
+            # one unused value outside rolling_sharpe (checkpoints cannot hold zero-size arrays)
+            recent=jnp.zeros((self.sharpe_window if self.reward == "rolling_sharpe" else 1,), jnp.float32),
         )
 
     def reset_env(self, key, params: PositionParams):

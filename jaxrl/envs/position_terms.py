@@ -1,4 +1,4 @@
-"""The `position` environment's trading rule and reward terms as pure jnp functions (README: "The position environment").
+"""The `position` environment's trading rule and reward terms, pure jnp (README: "The position environment").
 
 - `realize`: target exposure -> realised exposure: target deadband, a no-trade band (the larger of the fixed
   `rebalance_deadband` and `vol_deadband` x recent volatility), then a partial move `rebalance_rate` of the way.
