@@ -48,7 +48,7 @@ class ActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs, deterministic: bool | None = None):
-        """`deterministic=False` (with a 'dropout' rng) turns on the torso backbone's dropout; None: its default, off."""
+        """`deterministic=False` (and a 'dropout' rng) turns the torso backbone's dropout on; None: its default, off."""
         actor = self._torso("actor_torso", obs, deterministic)
         head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), name="actor_head")(actor)
         critic = self._torso("critic_torso", obs, deterministic)

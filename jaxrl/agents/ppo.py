@@ -39,6 +39,7 @@ class Runner:
     update: jnp.ndarray  # number of updates done
     hyper: PPOHyper  # this member's numeric settings
     env_params: Any  # this member's environment (market data and numeric env settings)
+    anchor: Any = None  # the warm-start clone's parameters when the loss pulls towards it (agent.warm_start_coef)
 
 
 class Transition(NamedTuple):
@@ -97,6 +98,11 @@ class PPO:
         # Parameters to start from instead of a fresh init, e.g. jaxrl.offline.bc_warm_start (a cloned labeler).
         self.init_params = init_params
 
+    @property
+    def anchored(self) -> bool:
+        """Whether the loss pulls the policy towards the warm-start parameters (static: set before compiling)."""
+        return self.init_params is not None and self.config.warm_start_coef > 0
+
     # ---- pieces ---------------------------------------------------------------------------------------------
     def hyper(self) -> PPOHyper:
         """The default traced hyperparameters (a population overrides some per member)."""
@@ -142,6 +148,7 @@ class PPO:
             update=jnp.zeros((), jnp.int32),
             hyper=hyper,
             env_params=env_params,
+            anchor=params if self.anchored else None,
         )
 
     def _rollout(self, runner: Runner, env_params=None):
@@ -189,7 +196,7 @@ class PPO:
         _, advantages = jax.lax.scan(backward, jnp.zeros_like(traj.value[0]), traj, reverse=True)
         return advantages, advantages + traj.value
 
-    def _loss(self, params, batch, ent_coef, hp: PPOHyper, dropout_key=None):
+    def _loss(self, params, batch, ent_coef, hp: PPOHyper, dropout_key=None, anchor=None, pull=0.0):
         traj, advantages, targets = batch
         if self.dropout:
             head, value = self.network.apply(params, traj.obs, deterministic=False, rngs={"dropout": dropout_key})
@@ -205,13 +212,22 @@ class PPO:
         value_loss = 0.5 * jnp.maximum((value - targets) ** 2, (clipped - targets) ** 2).mean()
         entropy = policy_entropy(head, self.discrete, traj.mask).mean()
         total = policy_loss + hp.vf_coef * value_loss - ent_coef * entropy
-        stats = {
+        stats = {}
+        if anchor is not None:  # the decaying pull towards the warm-start clone's policy
+            clone, _ = self.network.apply(anchor, traj.obs)
+            if self.discrete:
+                distance = (jax.nn.softmax(clone) * (jax.nn.log_softmax(clone) - jax.nn.log_softmax(head))).sum(-1)
+            else:
+                distance = ((head[0] - jax.lax.stop_gradient(clone[0])) ** 2).sum(-1)
+            stats["warm_start_distance"] = distance.mean()
+            total = total + pull * distance.mean()
+        stats.update({
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
             "clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean(),
-        }
+        })
         return total, stats
 
     def update(self, runner: Runner):
@@ -230,13 +246,15 @@ class PPO:
         advantages, targets = self._advantages(traj, hp)
         lr = hp.lr * (1.0 - progress) if cfg.anneal_lr else hp.lr
         ent_coef = hp.ent_coef + (hp.ent_coef_final - hp.ent_coef) * progress
+        pull = hp.warm_start_coef * hp.warm_start_decay ** runner.update.astype(jnp.float32)
 
         flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), (traj, advantages, targets))
 
         def minibatch_step(carry, xs):
             params, opt_state, stopped = carry
             batch, dropout_key = xs
-            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef, hp, dropout_key)
+            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef, hp, dropout_key,
+                                                              runner.anchor, pull)
             # KL early stop in the graph: once a minibatch's KL exceeds the target, no further step this update.
             stopped = jnp.logical_or(stopped, stats["approx_kl"] > hp.target_kl)
             grads = clip_by_global_norm(grads, hp.max_grad_norm)

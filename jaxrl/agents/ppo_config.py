@@ -38,6 +38,13 @@ class PPOConfig:
     # the share of training over which the training cost ramps linearly from 0 to env.cost_bps (0 = the real cost
     # from the start); validation and the gate always use the real cost.
     cost_curriculum: float = 0.0
+    # Supervised warm start (jaxrl.offline.warm_start): clone this baseline's exposures (a name in
+    # jaxrl.baselines.BASELINES; None = a fresh init) by warm_start_steps regression steps, then PPO; with
+    # warm_start_coef > 0 the loss adds coef * decay^update * the squared distance of the policy mean to the clone's.
+    warm_start: str | None = None
+    warm_start_steps: int = 2000
+    warm_start_coef: float = 0.0
+    warm_start_decay: float = 0.99
 
     @property
     def batch_size(self) -> int:
@@ -48,6 +55,9 @@ class PPOConfig:
         return max(self.total_timesteps // self.batch_size, 1)
 
     def __post_init__(self):
+        if self.warm_start_coef < 0 or not 0.0 < self.warm_start_decay <= 1.0:
+            raise ValueError(f"warm_start_coef must be >= 0 and warm_start_decay in (0, 1]; got "
+                             f"{self.warm_start_coef}, {self.warm_start_decay}")
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches = {self.num_minibatches}"
@@ -71,7 +81,8 @@ class PPOConfig:
 
 # Numeric settings that are traced (sweepable without recompiling); None (= off) becomes +inf.
 HYPER_FIELDS = ("lr", "ent_coef", "ent_coef_final", "gamma", "gae_lambda", "clip_eps", "vf_clip_eps", "vf_coef",
-                "max_grad_norm", "target_kl", "weight_decay", "cost_curriculum")
+                "max_grad_norm", "target_kl", "weight_decay", "cost_curriculum", "warm_start_coef",
+                "warm_start_decay")
 
 
 def _numeric(value):
@@ -92,6 +103,8 @@ class PPOHyper:
     target_kl: jnp.ndarray  # +inf: no KL early stop
     weight_decay: jnp.ndarray  # 0: none
     cost_curriculum: jnp.ndarray  # 0: the real cost throughout
+    warm_start_coef: jnp.ndarray  # pull towards the warm-start clone (compiled in only when > 0 in the config)
+    warm_start_decay: jnp.ndarray  # per-update factor of that pull
 
 
 def clip_by_global_norm(grads, max_norm):
