@@ -16,6 +16,8 @@ from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.agents.ppo_config import curriculum_cost_scale, decay_kernels
 from jaxrl.experiment import Experiment
 from jaxrl.metrics import strategy_returns
+from jaxrl.population import sweep_lists
+from jaxrl.population.members import check_sweep_names
 
 from helpers import tiny_config
 
@@ -109,3 +111,11 @@ def test_cost_curriculum_needs_a_cost():
         PPO(PPOConfig(num_envs=2, num_steps=4, num_minibatches=1, cost_curriculum=0.5), env, env_params)
     with pytest.raises(ValueError, match="unknown PPO settings"):
         PPOConfig.from_dict({"weightdecay": 0.1})
+
+
+def test_new_settings_are_sweepable(learner):
+    names = ["weight_decay", "cost_curriculum", "warm_start_coef", "warm_start_decay", "env.turnover_coef",
+             "env.vol_deadband", "env.rebalance_rate", "env.obs_noise", "env.dsr_eta", "env.sharpe_reward_scale"]
+    check_sweep_names(names, learner.hyper(), learner.env_params)
+    lists = sweep_lists(tiny_config("sweep.weight_decay=[0,1e-4]", "sweep.env.turnover_coef=[0,1e-3]"))
+    assert lists == {"weight_decay": [0.0, 1e-4], "env.turnover_coef": [0.0, 1e-3]}
