@@ -157,8 +157,10 @@ def test_sharpe_state_resets_each_episode(spy):
     for k in range(1, 9):
         _, state, _, _, truncated, info = step(jax.random.key(0), state, jnp.ones((1,)) * (-1) ** k, params)
         moments = np.asarray(state.moments)
-        if k % 4 == 0:
-            assert bool(truncated) and np.all(moments == 0.0)
+        if k % 4 == 0:  # a fresh episode: mean 0, the asset's recent variance at its start bar
+            prior = float(recent_volatility(params.returns, state.bar, 20)) ** 2
+            assert bool(truncated) and moments[0] == 0.0 and moments[1] == pytest.approx(prior, rel=1e-6)
+            assert prior > 0
         else:
             assert np.all(moments != 0.0)
 

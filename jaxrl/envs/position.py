@@ -78,7 +78,7 @@ class PositionState:
     equity: jnp.ndarray
     peak: jnp.ndarray
     rng: jnp.ndarray  # uint32 counter of this env's own random stream (episode starts after auto-reset)
-    moments: jnp.ndarray  # (2,) [A, B]: exponential estimates of the strategy return's 1st and 2nd moments (DSR)
+    moments: jnp.ndarray  # (2,) [A, B]: exponential estimates of the strategy return's 1st and 2nd moments
     recent: jnp.ndarray  # (sharpe_window,) the episode's last strategy returns, newest last; (1,) unused otherwise
 
 
@@ -224,7 +224,9 @@ class PositionEnv(environment.Environment):
 
     # ---- gymnax contract ----------------------------------------------------------------------------------
     def initial_state(self, bar, params: PositionParams, rng=0) -> PositionState:
-        del params
+        moments = jnp.zeros((2,), jnp.float32)
+        if self.reward == "differential_sharpe":  # prior: mean 0, the variance of a fully invested book (causal)
+            moments = moments.at[1].set(recent_volatility(params.returns, bar, self.vol_window) ** 2)
         return PositionState(
             bar=jnp.asarray(bar, jnp.int32),
             time=jnp.zeros((), jnp.int32),
@@ -232,7 +234,7 @@ class PositionEnv(environment.Environment):
             equity=jnp.ones((), jnp.float32),
             peak=jnp.ones((), jnp.float32),
             rng=jnp.asarray(rng, jnp.uint32),
-            moments=jnp.zeros((2,), jnp.float32),
+            moments=moments,
             # one unused value outside rolling_sharpe (checkpoints cannot hold zero-size arrays)
             recent=jnp.zeros((self.sharpe_window if self.reward == "rolling_sharpe" else 1,), jnp.float32),
         )

@@ -55,6 +55,9 @@ def recent_volatility(returns, bar, window: int):
 def differential_sharpe(moments, strategy_return, eta):
     """(D_t, new moments) from moments = [A_{t-1}, B_{t-1}] and R_t (Moody & Saffell 2001, eq. 4-5).
 
+    The env starts each episode at A_0 = 0, B_0 = the asset's recent variance (`recent_volatility` at the start bar):
+    from zero moments the first steps would divide by a variance of about eta R_1^2 and pay spikes for ~1/eta steps.
+
     A_t = A_{t-1} + eta (R_t - A_{t-1}), B_t = B_{t-1} + eta (R_t^2 - B_{t-1}),
     D_t = (B_{t-1} dA_t - A_{t-1} dB_t / 2) / max(B_{t-1} - A_{t-1}^2, DSR_VAR_FLOOR)^{3/2}
     with dA_t = R_t - A_{t-1}, dB_t = R_t^2 - B_{t-1}. It is the first-order effect of R_t on an exponential

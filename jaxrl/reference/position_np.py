@@ -94,8 +94,9 @@ class NumpyPositionEnv:
         self.decisions = [0.0] * (self.exec_lag + 2)
         self.equity = 1.0
         self.peak = 1.0
-        self.moment_a = 0.0  # exponential moment estimates of the strategy return (differential Sharpe)
-        self.moment_b = 0.0
+        # exponential moment estimates of the strategy return (differential Sharpe): mean 0, a fully invested variance
+        self.moment_a = 0.0
+        self.moment_b = self.volatility() ** 2 if self.reward_mode == "differential_sharpe" else 0.0
         self.history = []  # this episode's strategy returns (rolling Sharpe)
         return self.observation()
 
