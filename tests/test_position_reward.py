@@ -192,3 +192,40 @@ def test_error_paths(spy):
     assert float(params.turnover_coef) == 1e-3 and float(params.rebalance_rate) == 0.5
     with pytest.raises(ValueError, match="no setting"):
         make_env({"name": "position", "window": 16, "turnover": 1e-3}, spy)
+
+
+def test_return_noise_in_training_steps_only(spy):
+    env, _ = rollout_for()
+    params = env.params_for_train(spy, episode_len=STEPS, return_noise=0.5)
+    acts = actions(5)
+    shocks = np.random.default_rng(5).normal(size=STEPS).astype(np.float32)
+
+    def shocked(params, start, acts, shocks):
+        def body(state, xs):
+            state, reward_value, _, info = env.transition(state, xs[0], params, xs[1])
+            return state, (reward_value, info)
+
+        return jax.lax.scan(body, env.initial_state(start, params), (acts, shocks))[1]
+
+    rewards, info = jax.jit(shocked)(params, CRISIS, jnp.asarray(acts), jnp.asarray(shocks))
+    ref = NumpyPositionEnv(np.asarray(spy.arrays.returns, np.float64), np.asarray(spy.arrays.features, np.float64),
+                           window=16, episode_len=STEPS, return_noise=0.5)
+    ref.reset(CRISIS)
+    steps = [ref.step(a, z) for a, z in zip(acts, shocks)]
+    np.testing.assert_allclose(np.asarray(info["strategy_return"]), [s[4]["strategy_return"] for s in steps],
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(rewards), [s[1] for s in steps], rtol=1e-4, atol=2e-5)
+    clean = run_both(spy, "pnl", {}, CRISIS, acts)[1]["strategy_return"]
+    assert not np.allclose(np.asarray(info["strategy_return"]), clean)
+
+    # `step` draws the shock from the env's own stream; the draws are standard normal
+    _, state = env.reset(jax.random.key(0), params)
+    states = jax.tree.map(lambda x: jnp.stack([x] * 4096), state)
+    states = states.replace(rng=jnp.arange(4096, dtype=jnp.uint32), time=jnp.arange(4096, dtype=jnp.int32) % 7)
+    draws = np.asarray(jax.jit(jax.vmap(env.return_shock))(states))
+    assert abs(draws.mean()) < 0.05 and abs(draws.std() - 1.0) < 0.05 and np.all(np.isfinite(draws))
+    step = jax.jit(env.step)
+    noisy = step(jax.random.key(0), state, jnp.ones((1,)), params)[5]["strategy_return"]
+    quiet = step(jax.random.key(0), state, jnp.ones((1,)), params.replace(return_noise=0.0))[5]["strategy_return"]
+    exact = env.transition(state, jnp.ones((1,)), params)[3]["strategy_return"]
+    assert float(quiet) == float(exact) and float(noisy) != float(exact)

@@ -64,6 +64,9 @@ class PositionParams:
     dsr_eta: float = 0.01
     # Std of Gaussian noise on the feature window of training observations (`perturb_obs`; never in backtests).
     obs_noise: float = 0.0
+    # Std, in units of the asset's recent volatility, of Gaussian noise on the return each training step earns
+    # (`step` only; `transition` alone, which backtests step, earns the real return).
+    return_noise: float = 0.0
     # Share of episodes on synthetic paths (needs a synthetic bank; 0 = real only, 1 = synthetic only, else a mix).
     # Traced: a population can sweep it (sweep.synthetic_fraction) in one compile.
     synthetic_fraction: float = 0.0
@@ -286,14 +289,27 @@ class PositionEnv(environment.Environment):
 
         return jax.lax.cond(params.obs_noise > 0, noisy, lambda: obs)  # exactly obs, and no draws, when off
 
-    def transition(self, state: PositionState, action, params: PositionParams):
-        """One bar of accounting with no truncation or reset: the step of training and of the gate backtest."""
+    def return_shock(self, state: PositionState):
+        """A standard normal draw per (episode stream, step) from the env's counter (Box-Muller on two hashes)."""
+        first = mix32(state.rng ^ mix32(state.time.astype(jnp.uint32) + jnp.uint32(0x632BE5AB)))
+        second = mix32(first ^ jnp.uint32(0x9E3779B9))
+        u1 = ((first >> 8).astype(jnp.float32) + 0.5) * (1.0 / (1 << 24))  # in (0, 1): the log stays finite
+        u2 = (second >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+        return jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * jnp.pi * u2)
+
+    def transition(self, state: PositionState, action, params: PositionParams, shock=None):
+        """One bar of accounting with no truncation or reset: the step of training and of the gate backtest.
+
+        `shock` (training steps only): the earned return becomes r_{t+1} + return_noise * volatility * shock."""
         volatility = recent_volatility(params.returns, state.bar, self.vol_window)
         exposure = self.realize(self.target_exposure(action, params), state.exposures[-1], params, volatility)
         exposures = jnp.concatenate([state.exposures[1:], exposure[None]])
         effective = exposures[-1 - self.exec_lag]
         previous_effective = exposures[-2 - self.exec_lag]
         asset_return = params.returns[state.bar + 1]
+        if shock is not None:
+            noisy = asset_return + params.return_noise * volatility * shock
+            asset_return = jnp.where(params.return_noise > 0, noisy, asset_return)
         gross, cost = bar_return(effective, previous_effective, asset_return, params.cost_bps * 1e-4)
         strategy_return = gross - cost
 
@@ -341,7 +357,7 @@ class PositionEnv(environment.Environment):
         del key
         if params is None:
             params = self.default_params
-        stepped, reward, terminated, info = self.transition(state, action, params)
+        stepped, reward, terminated, info = self.transition(state, action, params, self.return_shock(state))
         truncated = self.is_truncated(stepped, params)
         done = jnp.logical_or(terminated, truncated)
         span = jnp.asarray(params.start_high - params.start_low + 1).astype(jnp.uint32)

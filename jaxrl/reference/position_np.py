@@ -39,7 +39,7 @@ class NumpyPositionEnv:
                  rebalance_deadband=0.02, reward_scale=100.0, drawdown_coef=0.1, downside_coef=0.0,
                  flat_penalty_scale=0.02, flat_penalty_threshold=0.001, liquidation_equity=0.5, turnover_coef=0.0,
                  vol_deadband=0.0, rebalance_rate=1.0, sharpe_reward_scale=1.0, dsr_eta=0.01, reward="pnl",
-                 sharpe_window=30, vol_window=20):
+                 sharpe_window=30, vol_window=20, return_noise=0.0):
         self.returns = np.asarray(returns, dtype=np.float64)
         self.features = np.asarray(features, dtype=np.float64)
         if self.returns.ndim != 1 or self.features.ndim != 2 or self.features.shape[0] != self.returns.shape[0]:
@@ -65,6 +65,7 @@ class NumpyPositionEnv:
         if reward not in ("pnl", "differential_sharpe", "rolling_sharpe"):
             raise ValueError(f"unknown reward {reward!r}")
         self.turnover_coef = float(turnover_coef)
+        self.return_noise = float(return_noise)
         self.vol_deadband = float(vol_deadband)
         self.rebalance_rate = float(rebalance_rate)
         self.sharpe_reward_scale = float(sharpe_reward_scale)
@@ -141,7 +142,8 @@ class NumpyPositionEnv:
         std = np.std(window, ddof=1)
         return float(np.mean(window) / std) if std >= 1e-8 else 0.0
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action, shock: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """One bar; `shock` (a standard normal draw) adds return_noise x volatility x shock to the earned return."""
         if self.bar is None:
             raise RuntimeError("call reset(start_bar) before step")
         if self.bar + 1 >= self.num_bars:
@@ -151,7 +153,7 @@ class NumpyPositionEnv:
         self.decisions = self.decisions[1:] + [exposure]
         effective = self.decisions[-1 - self.exec_lag]
         previous_effective = self.decisions[-2 - self.exec_lag]
-        asset_return = float(self.returns[self.bar + 1])
+        asset_return = float(self.returns[self.bar + 1]) + self.return_noise * self.volatility() * float(shock)
         gross = effective * asset_return
         cost = self.cost_rate * abs(effective - previous_effective)
         strategy_return = gross - cost
