@@ -1,8 +1,8 @@
 """`position`: single-asset target-exposure trading, a pure gymnax-style environment.
 
 At the close of decision bar t the agent sees its own book (current exposure, drawdown) and the causal features of
-bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure e_t; the
-step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
+bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure
+e_t; the step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
 
 An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
 only equity at or below `liquidation_equity` is termination.
@@ -25,7 +25,7 @@ from gymnax.environments import environment, spaces
 
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
-from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, mix32, with_bank_params
+from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
 from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
                                        recent_volatility, window_sharpe)
 from jaxrl.metrics import bar_return
@@ -290,12 +290,8 @@ class PositionEnv(environment.Environment):
         return jax.lax.cond(params.obs_noise > 0, noisy, lambda: obs)  # exactly obs, and no draws, when off
 
     def return_shock(self, state: PositionState):
-        """A standard normal draw per (episode stream, step) from the env's counter (Box-Muller on two hashes)."""
-        first = mix32(state.rng ^ mix32(state.time.astype(jnp.uint32) + jnp.uint32(0x632BE5AB)))
-        second = mix32(first ^ jnp.uint32(0x9E3779B9))
-        u1 = ((first >> 8).astype(jnp.float32) + 0.5) * (1.0 / (1 << 24))  # in (0, 1): the log stays finite
-        u2 = (second >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
-        return jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * jnp.pi * u2)
+        """A standard normal draw per (episode stream, step) from the env's counter (`counter_normal`)."""
+        return counter_normal(state.rng, state.time)
 
     def transition(self, state: PositionState, action, params: PositionParams, shock=None):
         """One bar of accounting with no truncation or reset: the step of training and of the gate backtest.

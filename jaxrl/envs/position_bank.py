@@ -1,4 +1,4 @@
-"""The static layout and traced side of the `position` environment's synthetic bank, and its counter hash."""
+"""The static layout and traced side of the `position` environment's synthetic bank, and its counter hashes."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ def mix32(x):
     x = x ^ (x >> 13)
     x = x * jnp.uint32(0xC2B2AE35)
     return x ^ (x >> 16)
+
+
+def counter_normal(counter, time):
+    """A standard normal draw from a uint32 `counter` and a step `time` (Box-Muller on two hashes): no PRNG key."""
+    first = mix32(counter ^ mix32(time.astype(jnp.uint32) + jnp.uint32(0x632BE5AB)))
+    second = mix32(first ^ jnp.uint32(0x9E3779B9))
+    u1 = ((first >> 8).astype(jnp.float32) + 0.5) * (1.0 / (1 << 24))  # in (0, 1): the log stays finite
+    u2 = (second >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+    return jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * jnp.pi * u2)
 
 
 _REFRESH: dict[tuple, Any] = {}  # compiled `refresh` per bank layout, for building params
