@@ -27,6 +27,7 @@ from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
 from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
 from jaxrl.offline import make_offline_learner, oracle_notice
+from jaxrl.offline.warm_start import warm_start
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,7 @@ class Experiment:
                                            torso=torso)
             return cls(cfg, market, env, env_params, learner)
         learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection, torso)
+        warm_start(learner, market, int(cfg.seed))  # agent.warm_start: clone a baseline, then PPO from there
         return cls(cfg, market, env, env_params, learner)
 
 

@@ -41,16 +41,17 @@ class ActorCritic(nn.Module):
     init_log_std: float = -0.5
     torso: Any = None
 
-    def _torso(self, name: str):
+    def _torso(self, name: str, obs, deterministic: bool | None):
         if self.torso is None:
-            return MLP(self.hidden, self.activation, name=name)
-        return self.torso.build(name)
+            return MLP(self.hidden, self.activation, name=name)(obs)
+        return self.torso.build(name)(obs, deterministic=deterministic)
 
     @nn.compact
-    def __call__(self, obs):
-        actor = self._torso("actor_torso")(obs)
+    def __call__(self, obs, deterministic: bool | None = None):
+        """`deterministic=False` (and a 'dropout' rng) turns the torso backbone's dropout on; None: its default, off."""
+        actor = self._torso("actor_torso", obs, deterministic)
         head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), name="actor_head")(actor)
-        critic = self._torso("critic_torso")(obs)
+        critic = self._torso("critic_torso", obs, deterministic)
         value = nn.Dense(1, kernel_init=orthogonal(1.0), name="critic_head")(critic)[..., 0]
         if self.discrete:
             return head, value

@@ -10,7 +10,7 @@ window, the selected parameters are backtested on it at the end, inside the same
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,90 +18,13 @@ import optax
 from flax import struct
 
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
+from jaxrl.agents.ppo_config import (HYPER_FIELDS, PPOConfig, PPOHyper, clip_by_global_norm, curriculum_cost_scale,
+                                     decay_kernels)
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
 
-
-@dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    num_envs: int = 64
-    num_steps: int = 64
-    total_timesteps: int = 1_000_000
-    update_epochs: int = 4
-    num_minibatches: int = 8
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    vf_clip_eps: float | None = 0.2
-    ent_coef: float = 0.01
-    ent_coef_final: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    lr: float = 3e-4
-    anneal_lr: bool = True
-    target_kl: float | None = 0.03
-    hidden: Sequence[int] = (128, 128)
-    activation: str = "tanh"
-    init_log_std: float = -0.5
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return max(self.total_timesteps // self.batch_size, 1)
-
-    def __post_init__(self):
-        if self.batch_size % self.num_minibatches:
-            raise ValueError(
-                f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches = {self.num_minibatches}"
-            )
-
-    def hyper(self) -> "PPOHyper":
-        """The numeric settings as traced values: a population can give each member its own."""
-        return PPOHyper(**{name: jnp.asarray(_numeric(getattr(self, name)), jnp.float32) for name in HYPER_FIELDS})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PPOConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if "hidden" in values:
-            values["hidden"] = tuple(int(h) for h in values["hidden"])
-        return cls(**values)
-
-
-# Numeric settings that are traced (sweepable without recompiling); None (= off) becomes +inf.
-HYPER_FIELDS = ("lr", "ent_coef", "ent_coef_final", "gamma", "gae_lambda", "clip_eps", "vf_clip_eps", "vf_coef",
-                "max_grad_norm", "target_kl")
-
-
-def _numeric(value):
-    return float("inf") if value is None else float(value)
-
-
-@struct.dataclass
-class PPOHyper:
-    lr: jnp.ndarray
-    ent_coef: jnp.ndarray
-    ent_coef_final: jnp.ndarray
-    gamma: jnp.ndarray
-    gae_lambda: jnp.ndarray
-    clip_eps: jnp.ndarray
-    vf_clip_eps: jnp.ndarray  # +inf: no value clipping
-    vf_coef: jnp.ndarray
-    max_grad_norm: jnp.ndarray
-    target_kl: jnp.ndarray  # +inf: no KL early stop
-
-
-def clip_by_global_norm(grads, max_norm):
-    """optax.clip_by_global_norm with a traced limit."""
-    norm = optax.tree.norm(grads) if hasattr(optax, "tree") else optax.global_norm(grads)
-    return jax.tree.map(lambda g: jnp.where(norm < max_norm, g, g / norm * max_norm), grads)
+__all__ = ["HYPER_FIELDS", "PPO", "PPOConfig", "PPOHyper", "Runner", "Transition", "clip_by_global_norm", "make_train"]
 
 
 @struct.dataclass
@@ -116,6 +39,7 @@ class Runner:
     update: jnp.ndarray  # number of updates done
     hyper: PPOHyper  # this member's numeric settings
     env_params: Any  # this member's environment (market data and numeric env settings)
+    anchor: Any = None  # the warm-start clone's parameters when the loss pulls towards it (agent.warm_start_coef)
 
 
 class Transition(NamedTuple):
@@ -153,6 +77,16 @@ class PPO:
         action_dim = int(space.n) if self.discrete else int(space.shape[0])
         self.network = ActorCritic(action_dim, self.discrete, tuple(config.hidden), config.activation,
                                    config.init_log_std, torso)
+        # Dropout (the network config's dropout_rate) in the loss only, with a fresh rng per minibatch; rollouts,
+        # validation and the gate act deterministically.
+        self.dropout = torso is not None and float(dict(torso.backbone_kwargs).get("dropout_rate", 0.0)) > 0.0
+        # Training-only observation noise (env param obs_noise) for environments that declare `perturb_obs`.
+        self.perturbs_obs = bool(getattr(env, "perturbs_obs", False))
+        # The cost curriculum rewrites the rollout's copy of env_params.cost_bps (never the runner's).
+        self.has_cost = "cost_bps" in {f.name for f in dataclasses.fields(env_params)}
+        if config.cost_curriculum > 0 and not self.has_cost:
+            raise ValueError(f"agent.cost_curriculum={config.cost_curriculum} needs an environment with a cost_bps "
+                             f"setting; {type(env_params).__name__} has none")
         self.optimizer = optax.scale_by_adam(eps=1e-5)  # clipping and the learning rate are applied with traced values
         self.obs_shape = env.observation_space(env_params).shape
         self.has_mask = hasattr(env, "action_mask")
@@ -163,6 +97,11 @@ class PPO:
         self.refreshes_data = bool(getattr(env, "refreshes_data", False))
         # Parameters to start from instead of a fresh init, e.g. jaxrl.offline.bc_warm_start (a cloned labeler).
         self.init_params = init_params
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the loss pulls the policy towards the warm-start parameters (static: set before compiling)."""
+        return self.init_params is not None and self.config.warm_start_coef > 0
 
     # ---- pieces ---------------------------------------------------------------------------------------------
     def hyper(self) -> PPOHyper:
@@ -209,23 +148,28 @@ class PPO:
             update=jnp.zeros((), jnp.int32),
             hyper=hyper,
             env_params=env_params,
+            anchor=params if self.anchored else None,
         )
 
-    def _rollout(self, runner: Runner):
+    def _rollout(self, runner: Runner, env_params=None):
+        """One rollout of num_steps steps in every env; `env_params` (default the runner's) are the ones stepped."""
         cfg = self.config
+        env_params = runner.env_params if env_params is None else env_params
 
         def env_step(carry, _):
             env_state, obs, key, episode_return, last_return = carry
             key, act_key, step_key = jax.random.split(key, 3)
+            if self.perturbs_obs:  # the policy acts on, and the loss learns from, the noisy observation
+                obs = self.env.perturb_obs(jax.random.fold_in(step_key, 1), obs, env_params)
             head, value = self.network.apply(runner.params, obs)
-            mask = self.action_mask(env_state, runner.env_params)
+            mask = self.action_mask(env_state, env_params)
             action = policy_sample(act_key, head, self.discrete, mask)
             log_prob = policy_log_prob(head, action, self.discrete, mask)
             if self.per_env_keys:
                 step_key = jax.random.split(step_key, cfg.num_envs)
             next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
                 self.env.step, in_axes=(0 if self.per_env_keys else None, 0, 0, None)
-            )(step_key, env_state, action, runner.env_params)
+            )(step_key, env_state, action, env_params)
             _, final_value = self.network.apply(runner.params, info["final_observation"])
             done = jnp.logical_or(terminated, truncated)
             reward = reward.astype(jnp.float32)
@@ -252,9 +196,12 @@ class PPO:
         _, advantages = jax.lax.scan(backward, jnp.zeros_like(traj.value[0]), traj, reverse=True)
         return advantages, advantages + traj.value
 
-    def _loss(self, params, batch, ent_coef, hp: PPOHyper):
+    def _loss(self, params, batch, ent_coef, hp: PPOHyper, dropout_key=None, anchor=None, pull=0.0):
         traj, advantages, targets = batch
-        head, value = self.network.apply(params, traj.obs)
+        if self.dropout:
+            head, value = self.network.apply(params, traj.obs, deterministic=False, rngs={"dropout": dropout_key})
+        else:
+            head, value = self.network.apply(params, traj.obs)
         log_prob = policy_log_prob(head, traj.action, self.discrete, traj.mask)
         log_ratio = log_prob - traj.log_prob
         ratio = jnp.exp(log_ratio)
@@ -265,13 +212,22 @@ class PPO:
         value_loss = 0.5 * jnp.maximum((value - targets) ** 2, (clipped - targets) ** 2).mean()
         entropy = policy_entropy(head, self.discrete, traj.mask).mean()
         total = policy_loss + hp.vf_coef * value_loss - ent_coef * entropy
-        stats = {
+        stats = {}
+        if anchor is not None:  # the decaying pull towards the warm-start clone's policy
+            clone, _ = self.network.apply(anchor, traj.obs)
+            if self.discrete:
+                distance = (jax.nn.softmax(clone) * (jax.nn.log_softmax(clone) - jax.nn.log_softmax(head))).sum(-1)
+            else:
+                distance = ((head[0] - jax.lax.stop_gradient(clone[0])) ** 2).sum(-1)
+            stats["warm_start_distance"] = distance.mean()
+            total = total + pull * distance.mean()
+        stats.update({
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
             "clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean(),
-        }
+        })
         return total, stats
 
     def update(self, runner: Runner):
@@ -281,21 +237,29 @@ class PPO:
             # e.g. synthetic markets: a fresh bank of paths for this update's episodes, drawn inside the graph
             refresh_key, key = jax.random.split(runner.key)
             runner = runner.replace(key=key, env_params=self.env.refresh(refresh_key, runner.env_params))
-        (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner)
-        advantages, targets = self._advantages(traj, hp)
         progress = runner.update.astype(jnp.float32) / self.num_updates
+        rollout_params = runner.env_params
+        if self.has_cost:  # the cost curriculum: this rollout's cost only; validation and the gate keep the real one
+            scale = curriculum_cost_scale(progress, hp.cost_curriculum)
+            rollout_params = rollout_params.replace(cost_bps=rollout_params.cost_bps * scale)
+        (env_state, obs, key, episode_return, last_return), traj = self._rollout(runner, rollout_params)
+        advantages, targets = self._advantages(traj, hp)
         lr = hp.lr * (1.0 - progress) if cfg.anneal_lr else hp.lr
         ent_coef = hp.ent_coef + (hp.ent_coef_final - hp.ent_coef) * progress
+        pull = hp.warm_start_coef * hp.warm_start_decay ** runner.update.astype(jnp.float32)
 
         flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), (traj, advantages, targets))
 
-        def minibatch_step(carry, batch):
+        def minibatch_step(carry, xs):
             params, opt_state, stopped = carry
-            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef, hp)
+            batch, dropout_key = xs
+            grads, stats = jax.grad(self._loss, has_aux=True)(params, batch, ent_coef, hp, dropout_key,
+                                                              runner.anchor, pull)
             # KL early stop in the graph: once a minibatch's KL exceeds the target, no further step this update.
             stopped = jnp.logical_or(stopped, stats["approx_kl"] > hp.target_kl)
             grads = clip_by_global_norm(grads, hp.max_grad_norm)
             updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
+            updates = decay_kernels(updates, params, hp.weight_decay)  # decoupled: scaled by lr, not by Adam
             new_params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, old)  # noqa: E731
             stats["applied"] = 1.0 - stopped.astype(jnp.float32)
@@ -306,7 +270,9 @@ class PPO:
             shuffled = jax.tree.map(
                 lambda x: x[order].reshape((cfg.num_minibatches, -1) + x.shape[1:]), flat
             )
-            return jax.lax.scan(minibatch_step, carry, shuffled)
+            # dropout keys from a fold of the epoch key, so the permutation's key stream is the same without dropout
+            dropout_keys = jax.random.split(jax.random.fold_in(epoch_key, 1), cfg.num_minibatches)
+            return jax.lax.scan(minibatch_step, carry, (shuffled, dropout_keys))
 
         key, epoch_key = jax.random.split(key)
         carry = (runner.params, runner.opt_state, jnp.zeros((), bool))
@@ -327,6 +293,8 @@ class PPO:
             "explained_variance": 1.0 - jnp.var(targets - traj.value) / (jnp.var(targets) + 1e-8),
         })
         summary.update({name: traj.logs[name].mean() for name in self.log_keys})
+        if self.has_cost:
+            summary["train_cost_bps"] = jnp.asarray(rollout_params.cost_bps, jnp.float32)  # the curriculum's cost
         if "strategy_return" in traj.logs:  # with the mean, gives the Sharpe of training episodes
             summary["strategy_return_std"] = traj.logs["strategy_return"].std()
         runner = runner.replace(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,

@@ -51,6 +51,9 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
             num_features=len(market.feature_names),
             exec_lag=int(cfg.pop("exec_lag", 0)),
             action_grid=None if grid is None else tuple(grid),
+            reward=str(cfg.pop("reward", "pnl")),
+            sharpe_window=int(cfg.pop("sharpe_window", 30)),
+            vol_window=int(cfg.pop("vol_window", 20)),
         )
         check_settings(name, cfg, PositionParams)
         if synthetic is not None:

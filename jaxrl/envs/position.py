@@ -1,8 +1,8 @@
 """`position`: single-asset target-exposure trading, a pure gymnax-style environment.
 
 At the close of decision bar t the agent sees its own book (current exposure, drawdown) and the causal features of
-bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure e_t; the
-step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
+bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure
+e_t; the step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
 
 An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
 only equity at or below `liquidation_equity` is termination.
@@ -16,7 +16,6 @@ written, so validation and gate backtests (which start on real bars and read onl
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -26,10 +25,14 @@ from gymnax.environments import environment, spaces
 
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
+from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
+from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
+                                       recent_volatility, window_sharpe)
 from jaxrl.metrics import bar_return
 
 BOOK_SIZE = 2  # observation values before the feature window: current exposure, drawdown from the equity peak
-REWARD_TERMS = ("pnl", "cost", "drawdown_penalty", "downside_penalty", "flat_penalty")
+__all__ = ["BOOK_SIZE", "REWARD_MODES", "REWARD_TERMS", "PositionEnv", "PositionParams", "PositionState",
+           "SyntheticBank", "SyntheticParams", "mix32"]
 
 
 @struct.dataclass
@@ -49,47 +52,25 @@ class PositionParams:
     flat_penalty_scale: float = 0.02
     flat_penalty_threshold: float = 0.001
     liquidation_equity: float = 0.5
+    # Trading only when the edge pays (all off by default): a reward penalty on |delta exposure| on top of the cost;
+    # a no-trade band of vol_deadband x the std of the last `vol_window` returns (when wider than
+    # rebalance_deadband); moving rebalance_rate of the way to the target each bar (1 = all the way).
+    turnover_coef: float = 0.0
+    vol_deadband: float = 0.0
+    rebalance_rate: float = 1.0
+    # Sharpe rewards (PositionEnv(reward=differential_sharpe | rolling_sharpe)): the term's scale, and the moment
+    # estimates' rate eta of the differential Sharpe ratio.
+    sharpe_reward_scale: float = 1.0
+    dsr_eta: float = 0.01
+    # Std of Gaussian noise on the feature window of training observations (`perturb_obs`; never in backtests).
+    obs_noise: float = 0.0
+    # Std, in units of the asset's recent volatility, of Gaussian noise on the return each training step earns
+    # (`step` only; `transition` alone, which backtests step, earns the real return).
+    return_noise: float = 0.0
     # Share of episodes on synthetic paths (needs a synthetic bank; 0 = real only, 1 = synthetic only, else a mix).
     # Traced: a population can sweep it (sweep.synthetic_fraction) in one compile.
     synthetic_fraction: float = 0.0
     synthetic: Any = None  # SyntheticParams when the env has a synthetic bank; None: real data only
-
-
-@struct.dataclass
-class SyntheticParams:
-    """The traced side of a synthetic bank (the static side, which sets shapes, is the env's `SyntheticBank`)."""
-
-    bank_start: jnp.ndarray  # () int32, first bank row = T, the number of real bars
-    generation: jnp.ndarray  # () int32, refreshes so far; the newest paths lie in slot generation % generations
-    generator: Any  # fitted generator params (calibrated on the train split only)
-    feature_mean: jnp.ndarray  # (F,) the real train split's normalisation, applied to synthetic features too
-    feature_std: jnp.ndarray  # (F,)
-
-
-@dataclasses.dataclass(frozen=True)
-class SyntheticBank:
-    """Static layout of the synthetic bank appended after the T real rows.
-
-    The bank holds `generations` slots of `num_segments` segments of `env.segment_len` rows each. A segment is
-    one generated path: FEATURE_LOOKBACK + window - 1 warm-up bars, then `episode_len` decisions and the return
-    the last one earns, so a synthetic episode starts at the segment's row FEATURE_LOOKBACK + window - 1 and never
-    leaves its segment. Refresh g writes slot g % generations and new episodes start in that slot; a path is
-    therefore kept for `generations - 1` further refreshes, so an episode that outlives one rollout is not spliced
-    onto a different path when `generations >= ceil(episode_len / rollout steps) + 1`
-    (`jaxrl.synth.training.bank_generations`). With 1 generation every refresh replaces every path.
-    """
-
-    generator: str  # a name in jaxrl.synth.GENERATORS
-    num_segments: int
-    episode_len: int  # the longest episode a segment holds
-    generations: int = 1
-
-    def __post_init__(self):
-        if self.num_segments < 1 or self.episode_len < 1 or self.generations < 1:
-            raise ValueError(f"invalid synthetic bank {self}: num_segments, episode_len, generations must be >= 1")
-
-
-_REFRESH: dict[tuple, Any] = {}  # compiled `refresh` per bank layout, for building params
 
 
 @struct.dataclass
@@ -100,15 +81,8 @@ class PositionState:
     equity: jnp.ndarray
     peak: jnp.ndarray
     rng: jnp.ndarray  # uint32 counter of this env's own random stream (episode starts after auto-reset)
-
-
-def mix32(x):
-    """A 32-bit integer hash (the murmur3 finaliser): turns a counter into well-mixed random bits."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = x * jnp.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
+    moments: jnp.ndarray  # (2,) [A, B]: exponential estimates of the strategy return's 1st and 2nd moments
+    recent: jnp.ndarray  # (sharpe_window,) the episode's last strategy returns, newest last; (1,) unused otherwise
 
 
 class PositionEnv(environment.Environment):
@@ -125,18 +99,29 @@ class PositionEnv(environment.Environment):
     """
 
     uses_step_key = False
+    perturbs_obs = True  # `perturb_obs(key, obs, params)`: PPO's rollout adds training-only observation noise
 
     def __init__(self, window: int = 32, num_features: int = 8, exec_lag: int = 0,
-                 action_grid: tuple[float, ...] | None = None, bank: SyntheticBank | None = None):
+                 action_grid: tuple[float, ...] | None = None, bank: SyntheticBank | None = None,
+                 reward: str = "pnl", sharpe_window: int = 30, vol_window: int = 20):
         super().__init__()
         if exec_lag < 0:
             raise ValueError(f"exec_lag must be >= 0, got {exec_lag}")
+        if reward not in REWARD_MODES:
+            raise ValueError(f"unknown reward {reward!r}; choose one of {list(REWARD_MODES)}")
+        if sharpe_window < 2 or vol_window < 2:
+            raise ValueError(f"sharpe_window and vol_window must be >= 2, got {sharpe_window} and {vol_window}")
+        self.reward = reward
+        self.sharpe_window = int(sharpe_window)
+        self.vol_window = int(vol_window)
+        self.reward_terms = REWARD_TERMS + ((SHARPE_TERMS[reward],) if SHARPE_TERMS[reward] else ())
         self.window = int(window)
         self.num_features = int(num_features)
         self.exec_lag = int(exec_lag)
         self.action_grid = None if action_grid is None else tuple(float(a) for a in action_grid)
         self.bank = bank
-        self.log_keys = tuple(f"reward/{term}" for term in REWARD_TERMS) + ("strategy_return", "realized_exposure")
+        self.log_keys = tuple(f"reward/{term}" for term in self.reward_terms) + ("strategy_return",
+                                                                                  "realized_exposure")
 
     # ---- synthetic bank (static layout) -------------------------------------------------------------------
     @property
@@ -159,7 +144,8 @@ class PositionEnv(environment.Environment):
 
     def with_bank(self, bank: SyntheticBank | None) -> "PositionEnv":
         """The same environment with (or, given None, without) a synthetic bank."""
-        return PositionEnv(self.window, self.num_features, self.exec_lag, self.action_grid, bank)
+        return PositionEnv(self.window, self.num_features, self.exec_lag, self.action_grid, bank, self.reward,
+                           self.sharpe_window, self.vol_window)
 
     # ---- construction -------------------------------------------------------------------------------------
     def params_for_train(self, market: MarketData, *, generator_params: Any = None,
@@ -192,43 +178,7 @@ class PositionEnv(environment.Environment):
         if self.bank is None:
             return params
         fraction = 1.0 if synthetic_fraction is None else synthetic_fraction
-        return self._with_bank(params, market, episode_len, generator_params, fraction, bank_key)
-
-    def _with_bank(self, params: PositionParams, market: MarketData, episode_len: int, generator_params: Any,
-                   fraction: float, bank_key) -> PositionParams:
-        if generator_params is None:
-            raise ValueError("an env with a synthetic bank needs generator_params (jaxrl.synth.fit_generator)")
-        if episode_len > self.bank.episode_len:
-            raise ValueError(f"episode_len {episode_len} does not fit the synthetic bank's segments "
-                             f"(built for episodes of at most {self.bank.episode_len} decisions)")
-        if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"synthetic_fraction must lie in [0, 1], got {fraction}")
-        if market.arrays.features.shape[1] != self.num_features:
-            raise ValueError(f"{market.path}: {market.arrays.features.shape[1]} features, env expects "
-                             f"{self.num_features}")
-        num_bars = int(market.arrays.returns.shape[0])
-        rows = self.bank_rows
-        synthetic = SyntheticParams(
-            bank_start=jnp.asarray(num_bars, jnp.int32),
-            generation=jnp.asarray(-1, jnp.int32),  # the first refresh below writes generation 0 into slot 0
-            generator=generator_params,
-            feature_mean=jnp.asarray(market.feature_mean, jnp.float32),
-            feature_std=jnp.asarray(market.feature_std, jnp.float32),
-        )
-        params = params.replace(
-            returns=jnp.concatenate([params.returns, jnp.zeros((rows,), params.returns.dtype)]),
-            features=jnp.concatenate([params.features, jnp.zeros((rows, self.num_features), params.features.dtype)]),
-            synthetic_fraction=float(fraction),
-            synthetic=synthetic,
-        )
-        if bank_key is None:
-            bank_key = 0
-        if isinstance(bank_key, int):
-            bank_key = jax.random.PRNGKey(bank_key)
-        static = (self.window, self.num_features, self.bank)  # all that `refresh` depends on besides its arguments
-        if static not in _REFRESH:
-            _REFRESH[static] = jax.jit(self.refresh)
-        return _REFRESH[static](bank_key, params)
+        return with_bank_params(self, params, market, episode_len, generator_params, fraction, bank_key)
 
     # ---- synthetic bank (in the graph) --------------------------------------------------------------------
     def refresh(self, key, params: PositionParams) -> PositionParams:
@@ -277,7 +227,9 @@ class PositionEnv(environment.Environment):
 
     # ---- gymnax contract ----------------------------------------------------------------------------------
     def initial_state(self, bar, params: PositionParams, rng=0) -> PositionState:
-        del params
+        moments = jnp.zeros((2,), jnp.float32)
+        if self.reward == "differential_sharpe":  # prior: mean 0, the variance of a fully invested book (causal)
+            moments = moments.at[1].set(recent_volatility(params.returns, bar, self.vol_window) ** 2)
         return PositionState(
             bar=jnp.asarray(bar, jnp.int32),
             time=jnp.zeros((), jnp.int32),
@@ -285,6 +237,9 @@ class PositionEnv(environment.Environment):
             equity=jnp.ones((), jnp.float32),
             peak=jnp.ones((), jnp.float32),
             rng=jnp.asarray(rng, jnp.uint32),
+            moments=moments,
+            # one unused value outside rolling_sharpe (checkpoints cannot hold zero-size arrays)
+            recent=jnp.zeros((self.sharpe_window if self.reward == "rolling_sharpe" else 1,), jnp.float32),
         )
 
     def reset_env(self, key, params: PositionParams):
@@ -318,18 +273,39 @@ class PositionEnv(environment.Environment):
             target = jnp.asarray(action, jnp.float32).reshape(())
         return jnp.clip(target, -params.max_leverage, params.max_leverage)
 
-    def realize(self, target, previous, params: PositionParams):
-        """Target deadband (small targets become flat), then rebalance deadband (small changes keep the book)."""
-        target = jnp.where(jnp.abs(target) < params.target_deadband, 0.0, target)
-        return jnp.where(jnp.abs(target - previous) < params.rebalance_deadband, previous, target)
+    def realize(self, target, previous, params: PositionParams, volatility=0.0):
+        """Target deadband (small targets become flat), then the no-trade band (changes smaller than the larger of
+        `rebalance_deadband` and `vol_deadband * volatility` keep the book), then a move `rebalance_rate` of the way
+        (`jaxrl.envs.position_terms.realize`)."""
+        band = jnp.maximum(params.rebalance_deadband, params.vol_deadband * volatility)
+        return realize(target, previous, band, params.rebalance_rate, params.target_deadband)
 
-    def transition(self, state: PositionState, action, params: PositionParams):
-        """One bar of accounting with no truncation or reset: the step of training and of the gate backtest."""
-        exposure = self.realize(self.target_exposure(action, params), state.exposures[-1], params)
+    def perturb_obs(self, key, obs, params: PositionParams):
+        """Training observations (any leading batch shape) with N(0, obs_noise^2) noise on the feature window; the
+        book (exposure, drawdown) is left exact. PPO's rollout calls it; backtests never do."""
+        def noisy():
+            features = jnp.arange(obs.shape[-1]) >= BOOK_SIZE
+            return jnp.where(features, obs + params.obs_noise * jax.random.normal(key, obs.shape, obs.dtype), obs)
+
+        return jax.lax.cond(params.obs_noise > 0, noisy, lambda: obs)  # exactly obs, and no draws, when off
+
+    def return_shock(self, state: PositionState):
+        """A standard normal draw per (episode stream, step) from the env's counter (`counter_normal`)."""
+        return counter_normal(state.rng, state.time)
+
+    def transition(self, state: PositionState, action, params: PositionParams, shock=None):
+        """One bar of accounting with no truncation or reset: the step of training and of the gate backtest.
+
+        `shock` (training steps only): the earned return becomes r_{t+1} + return_noise * volatility * shock."""
+        volatility = recent_volatility(params.returns, state.bar, self.vol_window)
+        exposure = self.realize(self.target_exposure(action, params), state.exposures[-1], params, volatility)
         exposures = jnp.concatenate([state.exposures[1:], exposure[None]])
         effective = exposures[-1 - self.exec_lag]
         previous_effective = exposures[-2 - self.exec_lag]
         asset_return = params.returns[state.bar + 1]
+        if shock is not None:
+            noisy = asset_return + params.return_noise * volatility * shock
+            asset_return = jnp.where(params.return_noise > 0, noisy, asset_return)
         gross, cost = bar_return(effective, previous_effective, asset_return, params.cost_bps * 1e-4)
         strategy_return = gross - cost
 
@@ -345,13 +321,25 @@ class PositionEnv(environment.Environment):
             "flat_penalty": -params.flat_penalty_scale
             * jnp.maximum(jnp.abs(asset_return) - params.flat_penalty_threshold, 0.0)
             * jnp.maximum(1.0 - jnp.abs(effective), 0.0),
+            "turnover": -params.turnover_coef * jnp.abs(effective - previous_effective),
         }
-        reward = params.reward_scale * sum(terms.values())
-        new_state = PositionState(
-            bar=state.bar + 1, time=state.time + 1, exposures=exposures, equity=equity, peak=peak, rng=state.rng
-        )
-        terminated = equity <= params.liquidation_equity
         info = {f"reward/{name}": params.reward_scale * value for name, value in terms.items()}
+        moments, recent = state.moments, state.recent
+        if self.reward == "pnl":
+            reward = params.reward_scale * sum(terms.values())
+        else:
+            if self.reward == "differential_sharpe":
+                sharpe_term, moments = differential_sharpe(moments, strategy_return, params.dsr_eta)
+            else:
+                recent = jnp.concatenate([recent[1:], strategy_return[None]])
+                sharpe_term = window_sharpe(recent, state.time + 1)
+            sharpe_term = params.sharpe_reward_scale * sharpe_term
+            info[f"reward/{self.reward}"] = sharpe_term
+            penalties = sum(value for name, value in terms.items() if name not in ("pnl", "cost"))
+            reward = sharpe_term + params.reward_scale * penalties
+        new_state = PositionState(bar=state.bar + 1, time=state.time + 1, exposures=exposures, equity=equity,
+                                  peak=peak, rng=state.rng, moments=moments, recent=recent)
+        terminated = equity <= params.liquidation_equity
         info["strategy_return"] = strategy_return
         info["realized_exposure"] = exposure
         return new_state, reward, terminated, info
@@ -365,7 +353,7 @@ class PositionEnv(environment.Environment):
         del key
         if params is None:
             params = self.default_params
-        stepped, reward, terminated, info = self.transition(state, action, params)
+        stepped, reward, terminated, info = self.transition(state, action, params, self.return_shock(state))
         truncated = self.is_truncated(stepped, params)
         done = jnp.logical_or(terminated, truncated)
         span = jnp.asarray(params.start_high - params.start_low + 1).astype(jnp.uint32)

@@ -109,8 +109,13 @@ def _as_env_action(env, target_policy) -> Labeler:
 
 def rule_labeler(name: str, env, env_params, **settings: Any) -> Labeler:
     """`trend_following` or `mean_reversion` exactly as the baseline of the same name (settings and defaults)."""
+    return baseline_labeler(name, env, env_params, 252, **settings)  # 252: unused by these rules
+
+
+def baseline_labeler(name: str, env, env_params, periods_per_year: int, **settings: Any) -> Labeler:
+    """Any baseline of `jaxrl.baselines` (BASELINES) as a labeler of the env's actions."""
     arrays = _trading_arrays(name, env, env_params)
-    return _as_env_action(env, baseline_policy(name, arrays, 252, **settings))  # 252: unused by these rules
+    return _as_env_action(env, baseline_policy(name, arrays, periods_per_year, **settings))
 
 
 def random_labeler(env, env_params) -> Labeler:

@@ -8,6 +8,11 @@ and sends an action. The target exposure is the continuous action (or the grid v
 to max_leverage, a target below `target_deadband` in size becomes flat, and a change smaller than `rebalance_deadband`
 keeps the previous exposure: that is the realised exposure e_t. The step earns bar t + 1's return with the gate's
 accounting, `s = e_{t-L} * r_{t+1} - k * |e_{t-L} - e_{t-L-1}|`.
+
+Options off by default: the no-trade band is the larger of `rebalance_deadband` and `vol_deadband` times the std of
+the last `vol_window` returns up to bar t; the book moves `rebalance_rate` of the way to the target; a `turnover_coef`
+penalty on |e_{t-L} - e_{t-L-1}|; `reward="differential_sharpe"` (Moody & Saffell) or `"rolling_sharpe"` (the Sharpe
+of the episode's last `sharpe_window` strategy returns) replaces pnl + cost in the reward.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ INFO_KEYS = (
     "reward/drawdown_penalty",
     "reward/downside_penalty",
     "reward/flat_penalty",
+    "reward/turnover",
     "strategy_return",
     "realized_exposure",
 )
@@ -31,7 +37,9 @@ class NumpyPositionEnv:
     def __init__(self, returns: np.ndarray, features: np.ndarray, *, window: int = 32, exec_lag: int = 0,
                  action_grid=None, episode_len=252, cost_bps=5.0, max_leverage=1.0, target_deadband=0.05,
                  rebalance_deadband=0.02, reward_scale=100.0, drawdown_coef=0.1, downside_coef=0.0,
-                 flat_penalty_scale=0.02, flat_penalty_threshold=0.001, liquidation_equity=0.5):
+                 flat_penalty_scale=0.02, flat_penalty_threshold=0.001, liquidation_equity=0.5, turnover_coef=0.0,
+                 vol_deadband=0.0, rebalance_rate=1.0, sharpe_reward_scale=1.0, dsr_eta=0.01, reward="pnl",
+                 sharpe_window=30, vol_window=20, return_noise=0.0):
         self.returns = np.asarray(returns, dtype=np.float64)
         self.features = np.asarray(features, dtype=np.float64)
         if self.returns.ndim != 1 or self.features.ndim != 2 or self.features.shape[0] != self.returns.shape[0]:
@@ -54,6 +62,17 @@ class NumpyPositionEnv:
         self.flat_penalty_scale = float(flat_penalty_scale)
         self.flat_penalty_threshold = float(flat_penalty_threshold)
         self.liquidation_equity = float(liquidation_equity)
+        if reward not in ("pnl", "differential_sharpe", "rolling_sharpe"):
+            raise ValueError(f"unknown reward {reward!r}")
+        self.turnover_coef = float(turnover_coef)
+        self.return_noise = float(return_noise)
+        self.vol_deadband = float(vol_deadband)
+        self.rebalance_rate = float(rebalance_rate)
+        self.sharpe_reward_scale = float(sharpe_reward_scale)
+        self.dsr_eta = float(dsr_eta)
+        self.reward_mode = reward
+        self.sharpe_window = int(sharpe_window)
+        self.vol_window = int(vol_window)
         self.num_bars = int(self.returns.shape[0])
         self.num_features = int(self.features.shape[1])
         self.bar = None
@@ -76,6 +95,10 @@ class NumpyPositionEnv:
         self.decisions = [0.0] * (self.exec_lag + 2)
         self.equity = 1.0
         self.peak = 1.0
+        # exponential moment estimates of the strategy return (differential Sharpe): mean 0, a fully invested variance
+        self.moment_a = 0.0
+        self.moment_b = self.volatility() ** 2 if self.reward_mode == "differential_sharpe" else 0.0
+        self.history = []  # this episode's strategy returns (rolling Sharpe)
         return self.observation()
 
     def observation(self) -> np.ndarray:
@@ -90,14 +113,37 @@ class NumpyPositionEnv:
         value = self.action_grid[int(value)] if self.action_grid is not None else float(value)
         return min(max(value, -self.max_leverage), self.max_leverage)
 
+    def volatility(self) -> float:
+        """Population std of returns[t - vol_window + 1 .. t], leaving out row 0; 0 with fewer than two values."""
+        first = max(self.bar - self.vol_window + 1, 1)
+        values = self.returns[first : self.bar + 1]
+        return float(np.std(values)) if len(values) >= 2 else 0.0
+
     def realize(self, target: float, previous: float) -> float:
         if abs(target) < self.target_deadband:
             target = 0.0
-        if abs(target - previous) < self.rebalance_deadband:
+        band = max(self.rebalance_deadband, self.vol_deadband * self.volatility())
+        if abs(target - previous) < band:
             return previous
-        return target
+        return previous + self.rebalance_rate * (target - previous)
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def differential_sharpe(self, r: float) -> float:
+        a, b = self.moment_a, self.moment_b
+        value = (b * (r - a) - 0.5 * a * (r * r - b)) / max(b - a * a, 1e-8) ** 1.5
+        self.moment_a = a + self.dsr_eta * (r - a)
+        self.moment_b = b + self.dsr_eta * (r * r - b)
+        return value
+
+    def rolling_sharpe(self, r: float) -> float:
+        self.history.append(r)
+        if len(self.history) < self.sharpe_window:
+            return 0.0
+        window = np.asarray(self.history[-self.sharpe_window :])
+        std = np.std(window, ddof=1)
+        return float(np.mean(window) / std) if std >= 1e-8 else 0.0
+
+    def step(self, action, shock: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """One bar; `shock` (a standard normal draw) adds return_noise x volatility x shock to the earned return."""
         if self.bar is None:
             raise RuntimeError("call reset(start_bar) before step")
         if self.bar + 1 >= self.num_bars:
@@ -107,7 +153,7 @@ class NumpyPositionEnv:
         self.decisions = self.decisions[1:] + [exposure]
         effective = self.decisions[-1 - self.exec_lag]
         previous_effective = self.decisions[-2 - self.exec_lag]
-        asset_return = float(self.returns[self.bar + 1])
+        asset_return = float(self.returns[self.bar + 1]) + self.return_noise * self.volatility() * float(shock)
         gross = effective * asset_return
         cost = self.cost_rate * abs(effective - previous_effective)
         strategy_return = gross - cost
@@ -126,7 +172,14 @@ class NumpyPositionEnv:
             * max(abs(asset_return) - self.flat_penalty_threshold, 0.0)
             * max(1.0 - abs(effective), 0.0)
         )
-        reward = self.reward_scale * (pnl + cost_term + drawdown_penalty + downside_penalty + flat_penalty)
+        turnover = -self.turnover_coef * abs(effective - previous_effective)
+        penalties = drawdown_penalty + downside_penalty + flat_penalty + turnover
+        if self.reward_mode == "pnl":
+            reward = self.reward_scale * (pnl + cost_term + penalties)
+        else:
+            sharpe = self.differential_sharpe if self.reward_mode == "differential_sharpe" else self.rolling_sharpe
+            sharpe_term = self.sharpe_reward_scale * sharpe(strategy_return)
+            reward = sharpe_term + self.reward_scale * penalties
 
         self.bar += 1
         self.time += 1
@@ -138,7 +191,10 @@ class NumpyPositionEnv:
             "reward/drawdown_penalty": self.reward_scale * drawdown_penalty,
             "reward/downside_penalty": self.reward_scale * downside_penalty,
             "reward/flat_penalty": self.reward_scale * flat_penalty,
+            "reward/turnover": self.reward_scale * turnover,
             "strategy_return": strategy_return,
             "realized_exposure": exposure,
         }
+        if self.reward_mode != "pnl":
+            info[f"reward/{self.reward_mode}"] = sharpe_term
         return self.observation(), float(reward), bool(terminated), bool(truncated), info
