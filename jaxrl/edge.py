@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.data.loader import file_sha256
@@ -184,11 +186,31 @@ def recipe_of_record(record: dict[str, Any]) -> str | None:
 
 
 # ---- run folder names ----------------------------------------------------------------------------------------------
-def run_name(prefix: str, overrides: str, env: str, symbol: str, agent: str, seed: Any) -> str:
-    """`<prefix>_<what the sweep varies>` (Hydra's override_dirname) or, without swept keys,
-    `[<symbol>_]<env>_<agent>_s<seed>`; no symbol for an env without market data; a hash beyond NAME_LIMIT."""
-    if overrides:
-        body = re.sub(r"[^A-Za-z0-9=,._+-]", "-", overrides)
+def swept_keys(argv: Sequence[str]) -> set[str]:
+    """Keys a command line sweeps (`data=spy,qqq`, `seed=range(3)`): they lead a sweep job's folder name."""
+    parser = OverridesParser.create()
+    keys = set()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # noqa: BLE001  (not an override: a script path, a flag value)
+            continue
+        if override.is_sweep_override():
+            keys.add(override.key_or_group)
+    return keys
+
+
+def run_name(prefix: str, overrides: Sequence[str] | str, env: str, symbol: str, agent: str, seed: Any,
+             swept: set[str] | None = None) -> str:
+    """`<prefix>_<this job's overrides, the swept ones first>`, or without overrides
+    `[<symbol>_]<env>_<agent>_s<seed>` (no symbol for an env without market data); a hash beyond NAME_LIMIT."""
+    items = [str(o) for o in ([overrides] if isinstance(overrides, str) and overrides else overrides or [])]
+    swept = swept or set()
+    items = ([o for o in items if o.split("=", 1)[0] in swept] + [o for o in items if o.split("=", 1)[0] not in swept])
+    if items:
+        body = re.sub(r"[^A-Za-z0-9=,._+-]", "-", ",".join(items))
     else:
         body = "_".join(([symbol] if env in TRADING_ENVS else []) + [env, agent, f"s{seed}"])
     name = f"{prefix}_{body}" if prefix != "" else body
@@ -198,8 +220,12 @@ def run_name(prefix: str, overrides: str, env: str, symbol: str, agent: str, see
     return name
 
 
+def _sweep_job_name(prefix, overrides, env, symbol, agent, seed) -> str:
+    return run_name(str(prefix), list(overrides), str(env), str(symbol), str(agent), seed, swept_keys(sys.argv[1:]))
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("jaxrl_run_name"):
-        OmegaConf.register_new_resolver("jaxrl_run_name", lambda *a: run_name(*[str(x) for x in a]))
+        OmegaConf.register_new_resolver("jaxrl_run_name", _sweep_job_name)
     if not OmegaConf.has_resolver("jaxrl_run_tag"):  # a single run: no prefix, no overrides
         OmegaConf.register_new_resolver("jaxrl_run_tag", lambda *a: run_name("", "", *[str(x) for x in a]))

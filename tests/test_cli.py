@@ -20,7 +20,7 @@ from jaxrl.cells import registry_verdict
 from jaxrl.combos import CONFIG_DIR, compose_training_config, exit_code, grid_combinations, run_combos
 from jaxrl.data.loader import file_sha256
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides, recipe_hash,
-                        recipe_of_config, run_name)
+                        recipe_of_config, run_name, swept_keys)
 from jaxrl.envs import TRADING_ENVS
 from jaxrl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UserError, outcome_code, user_errors
 from jaxrl.experiment import PROJECT_ROOT, run_experiment
@@ -35,7 +35,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.enviro
 TINY_SHARED = ["env.window=8", "env.episode_len=32", "run.chunk_updates=2", "selection.eval_every=2",
                "labeler.num_envs=4", "labeler.num_steps=32"]
 TINY_PER_AGENT = ["agent_overrides.ppo={num_envs:8,num_steps:16,total_timesteps:768,num_minibatches:2,hidden:[16]}",
-                  "agent_overrides.bc={num_updates:4,batch_size:16,hidden:[16]}"]
+                  "agent_overrides.bc={num_updates:4,eval_every:2,batch_size:16,hidden:[16]}"]
 
 
 def cli(*args, cwd, timeout=300):
@@ -284,11 +284,14 @@ def test_run_folder_names_carry_what_varies():
     assert set(jaxrl.edge.TRADING_ENVS) == set(TRADING_ENVS)  # the edge's copy (it imports no environment)
     assert run_name("", "", "position", "SPY", "ppo", 0) == "SPY_position_ppo_s0"
     assert run_name("", "", "CartPole-v1", "SPY", "ppo", 0) == "CartPole-v1_ppo_s0"  # no market data, no symbol
-    names = [run_name(str(i), f"network={n}", "position", "SPY", "ppo", 0) for i, n in enumerate(("mlp", "tcn"))]
+    names = [run_name(str(i), [f"network={n}"], "position", "SPY", "ppo", 0) for i, n in enumerate(("mlp", "tcn"))]
     assert names == ["0_network=mlp", "1_network=tcn"]
-    long = run_name("3", "agent.hidden=[64,64]," + ",".join(f"env.k{i}=1" for i in range(20)), "position", "SPY",
-                    "ppo", 0)
-    assert len(long) == 80 and long.startswith("3_agent.hidden=-64,64-,env.k0=1") and long[-9] == "-"
+    # `--multirun network=mlp,tcn agent.hidden=[64,64] env.k0=1 ...`: the swept key leads, then a hash past 80.
+    constants = ["agent.hidden=[64,64]", *(f"env.k{i}=1" for i in range(20))]
+    long = run_name("3", [*constants, "network=tcn"], "position", "SPY", "ppo", 0, swept={"network"})
+    assert len(long) == 80 and long.startswith("3_network=tcn,agent.hidden=-64,64-,env.k0=1") and long[-9] == "-"
+    assert swept_keys(["network=mlp,tcn", "seed=range(2)", "agent.hidden=[64,64]", "--multirun"]) == {
+        "network", "seed"}
 
 
 def test_a_sweep_over_agents_takes_per_agent_settings_and_names_its_folders(tmp_path):
