@@ -102,7 +102,7 @@ class Experiment:
         agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
         agent = agent_cfg.pop("name")
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
-            raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
+            raise UserError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
         synthetic = synthetic_settings(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 import jaxrl.combos as combos
 import jaxrl.edge
+from jaxrl.agents.ppo import PPOConfig
 from jaxrl.cells import registry_verdict
 from jaxrl.combos import CONFIG_DIR, compose_training_config, exit_code, grid_combinations, run_combos
 from jaxrl.data.loader import file_sha256
@@ -67,6 +68,9 @@ def test_exit_codes_and_the_user_error_handler(capsys, monkeypatch):
         raise UserError("shown with its traceback")
     with pytest.raises(RuntimeError), user_errors("jaxrl.x"):  # not a user error: never swallowed
         raise RuntimeError("a bug")
+    # Bad values in configs are user errors too (one line, exit 2), e.g. `++agent.num_updates=500` on PPO.
+    with pytest.raises(UserError, match=r"unknown PPO settings \['num_updates'\]"):
+        PPOConfig.from_dict({"num_updates": 500})
 
 
 def test_missing_file_is_one_line_exit_2_and_traceback_with_debug(tmp_path):

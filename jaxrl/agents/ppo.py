@@ -18,6 +18,7 @@ import optax
 from flax import struct
 
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
@@ -68,7 +69,7 @@ class PPOConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
         values = dict(values)
         if "hidden" in values:
             values["hidden"] = tuple(int(h) for h in values["hidden"])
