@@ -179,7 +179,8 @@ def format_line(index: int, total: int, combo, entry: dict[str, Any], note: str 
         verdict = "-" if gate is None else f"{gate:+.3f} {'PASSED' if entry.get('passed') else 'failed'}"
         extra = f"  candidate {entry['candidate_id']}" if entry.get("candidate_id") else ""
         seconds = f"  {entry['seconds']:.1f}s" if entry.get("seconds") is not None and not note else ""
-        return f"{head} gate {verdict}{extra}{seconds}{note}  {entry.get('run_dir')}"
+        recipe = f"  [recipe {entry['recipe']}]" if entry.get("recipe") else ""
+        return f"{head} gate {verdict}{extra}{seconds}{note}  {entry.get('run_dir')}{recipe}"
     return f"{head} {entry.get('reason')}{note}"
 
 

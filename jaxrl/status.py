@@ -14,7 +14,11 @@ skipped, failed before training) and the errors it recorded.
   `members/<label>/gate.json`, running while its group (`group<NN>/`) trains, **pending** while its group has not
   started, failed when the population directory holds `error.txt`.
 
-Reads files only (no JAX import): cheap to run next to a training job. Exit code 0.
+A combo runner's cells show their recipe (`jaxrl.cells`) in a `recipe` column, and a skip's reason names the
+attempts that caused it.
+
+Reads files only (no JAX import): cheap to run next to a training job. Exit code 0; 2 for a path that does not
+exist.
 """
 
 from __future__ import annotations

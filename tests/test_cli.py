@@ -136,6 +136,7 @@ def test_the_issue_combo_command_from_a_fresh_directory_finishes_every_combinati
     state = json.loads((tmp_path / "runs" / "combos" / "combos_state.json").read_text())["combinations"]
     assert {e["status"] for e in state.values()} == {"done"} and len(state) == 4
     assert all(len(e["recipe"]) == 12 for e in state.values())
+    assert all(f"[recipe {e['recipe']}]" in done.stdout for e in state.values())
     assert len(list((tmp_path / "registry" / "attempts").glob("*.json"))) == 4
     assert not list((tmp_path / "runs" / "combos").glob("*/" + LOCK_FILE))  # every lock released
 
