@@ -11,8 +11,9 @@ Directives live in an HTML comment right before a block (invisible on the render
     -->
 
 `$name` expands a shrink set declared once in a `<!-- readme-test-shrinks ... -->` comment (`name: overrides`).
-Commands run one after another in one shared directory (`jaxrl.status runs/combos` reads what the combo runner
-wrote), every Hydra app with the session's compilation cache (tests/conftest.py) so equal shapes compile once.
+The commands of one block run one after another in one fresh directory (`jaxrl.status runs/combos` reads what the
+combo runner before it wrote); blocks are independent tests (pytest-xdist spreads them over the cores). Every Hydra
+app runs with the session's compilation cache (tests/conftest.py), so equal shapes compile once.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ TIMEOUT_S = 600
 @dataclass
 class Command:
     line: int  # 1-based line of README.md
+    block: int  # 1-based line of its block's opening fence
     text: str  # as typed (continuations joined, trailing comment dropped)
     shrink: list[str] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
@@ -95,7 +97,7 @@ def readme_commands(text: str) -> list[Command]:
                 assert parsed, f"README line ~{body_line}: unreadable readme-test directive {line!r}"
                 rules.append(parsed.groupdict())
         for offset, text_ in _split(block.group("body")):
-            command = Command(body_line + offset, text_)
+            command = Command(body_line + offset, body_line - 1, text_)
             for rule in rules:
                 if rule["match"] is not None and rule["match"] not in text_:
                     continue
@@ -113,6 +115,7 @@ def readme_commands(text: str) -> list[Command]:
 COMMANDS = readme_commands(README.read_text())
 SKIPPED = [c for c in COMMANDS if c.skip]
 RUN = [c for c in COMMANDS if not c.skip]
+BLOCKS = sorted({c.block for c in RUN})
 
 
 def test_every_readme_command_is_run_shrunk_or_skipped_with_a_reason():
@@ -129,6 +132,8 @@ def test_every_readme_command_is_run_shrunk_or_skipped_with_a_reason():
     assert [(c.text, c.shrink, c.skip, c.writes) for c in parsed] == [
         ("python -m jaxrl.train x=1", ["a=1", "b=2"], None, ["runs/x"]),
         ("sky launch y", [], "needs a cloud account", [])]
+    print(f"README: {len(RUN)} commands run in {len(BLOCKS)} blocks, {len(SKIPPED)} skipped:\n"
+          + "\n".join(f"  skipped line {c.line}: {c.text[:70]}: {c.skip}" for c in SKIPPED))
 
 
 @pytest.mark.parametrize("command", SKIPPED, ids=[f"line{c.line}" for c in SKIPPED])
@@ -136,14 +141,15 @@ def test_skipped_readme_command(command):
     pytest.skip(f"README line {command.line}: {command.text[:60]}: {command.skip}")
 
 
-def test_every_readme_command_runs_as_typed(tmp_path_factory):
-    """Runs every command not skipped, in README order, in one temporary directory outside the checkout."""
-    workdir = tmp_path_factory.mktemp("readme")
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{b}" for b in BLOCKS])
+def test_readme_block_runs_as_typed(block, tmp_path_factory):
+    """Every command of one README block not skipped, in order, in one temporary directory outside the checkout."""
+    workdir = tmp_path_factory.mktemp(f"readme{block}")
     assert PROJECT_ROOT not in workdir.parents
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     failures, report = [], []
-    for command in RUN:
+    for command in (c for c in RUN if c.block == block):
         started = time.time() - 1
         done = subprocess.run(["bash", "-c", command.shell], cwd=workdir, env=env, capture_output=True, text=True,
                               timeout=TIMEOUT_S)
@@ -156,7 +162,6 @@ def test_every_readme_command_runs_as_typed(tmp_path_factory):
             failures.append(f"README line {command.line}: {command.shell}\n  exit {done.returncode}"
                             f"{'; not written: ' + ', '.join(missing) if missing else ''}\n"
                             f"{done.stdout[-1500:]}\n{done.stderr[-2500:]}")
-    summary = (f"README: {len(RUN)} commands ran, {len(SKIPPED)} skipped:\n" + "\n".join(report) + "\n"
-               + "\n".join(f"  skipped line {c.line}: {c.text[:70]}: {c.skip}" for c in SKIPPED))
+    summary = f"README block at line {block}:\n" + "\n".join(report)
     print(summary)
     assert not failures, summary + "\n\n" + "\n\n".join(failures)
