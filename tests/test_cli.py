@@ -325,3 +325,10 @@ def test_a_run_without_market_data_names_no_symbol_and_promises_no_validation(tm
     assert run_dir.name.endswith("_CartPole-v1_ppo_s0") and "SPY" not in run_dir.name
     assert "no validation (no market data)" in done.stdout and "validation every" not in done.stdout
     assert f"run dir     {run_dir}" in done.stdout
+
+
+def test_a_refused_backtest_is_one_line_and_exit_2(tmp_path):
+    done = cli("jaxrl.backtest", "policy=candidate", "policy.id=nope", "registry.root=reg", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("jaxrl.backtest: error: no candidate 'nope' in registry") and \
+        f"{tmp_path / 'reg'}" in done.stderr and "Traceback" not in done.stderr
