@@ -1,7 +1,7 @@
 """What a combination (a cell) of the combo runner is, and what the registry says about it.
 
 A cell is identified by its **recipe** (`jaxrl.edge.recipe_hash`): the composed training config minus run
-bookkeeping (run, registry, notify, hydra, compilation_cache, grid, combos) and data.path, plus the SHA-256 of the
+bookkeeping (`jaxrl.edge.BOOKKEEPING`) and data.path, plus the SHA-256 of the
 data file. Two attempts train the same model exactly when their recipes match. The code version (git commit) does
 not count: after a code change that matters, point registry.root somewhere new.
 

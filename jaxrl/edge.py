@@ -28,7 +28,8 @@ from jaxrl.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AGENT_DIR = PROJECT_ROOT / "hydra_conf" / "agent"
 # Run bookkeeping: where and how a run is written, never what it trains. Everything else is the recipe.
-BOOKKEEPING = ("run", "registry", "notify", "hydra", "compilation_cache", "agent_overrides", "grid", "combos")
+# `sweep` too: a population member's record carries its swept values where a single run reads them (agent.*, env.*).
+BOOKKEEPING = ("run", "registry", "notify", "hydra", "compilation_cache", "agent_overrides", "grid", "combos", "sweep")
 TRADING_ENVS = ("position", "portfolio", "exit", "funding")
 NAME_LIMIT = 80
 

@@ -218,6 +218,11 @@ def test_only_attempts_of_the_same_recipe_decide_a_cell(tmp_path, monkeypatch, c
     assert recipe_of_config(mlp) != recipe_of_config(other) and recipe_of_config(tcn) != recipe_of_config(bigger)
     assert recipe_of_config(mlp) == recipe_hash(OmegaConf.to_container(mlp, resolve=True),
                                                 file_sha256(mlp.data.path))
+    # Bookkeeping is not the recipe: where it writes, resume, a population member's emptied sweep block.
+    member = OmegaConf.to_container(mlp, resolve=True)
+    member.update(sweep={}, registry={"root": "/elsewhere"}, run={**member["run"], "resume": False})
+    assert recipe_hash(member, file_sha256(mlp.data.path)) == recipe_of_config(mlp)
+    assert recipe_hash(member, "another file") != recipe_of_config(mlp)
 
     trained = []
     monkeypatch.setattr(combos, "run_experiment", lambda c, out, verbose=True: trained.append(str(c.network.name))
