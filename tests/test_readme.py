@@ -141,6 +141,10 @@ def test_skipped_readme_command(command):
     pytest.skip(f"README line {command.line}: {command.text[:60]}: {command.skip}")
 
 
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{b}" for b in BLOCKS])
 def test_readme_block_runs_as_typed(block, tmp_path_factory):
     """Every command of one README block not skipped, in order, in one temporary directory outside the checkout."""
@@ -151,8 +155,12 @@ def test_readme_block_runs_as_typed(block, tmp_path_factory):
     failures, report = [], []
     for command in (c for c in RUN if c.block == block):
         started = time.time() - 1
-        done = subprocess.run(["bash", "-c", command.shell], cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
+        try:
+            done = subprocess.run(["bash", "-c", command.shell], cwd=workdir, env=env, capture_output=True,
+                                  text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:  # a failure of this command; the block's others still run
+            done = subprocess.CompletedProcess(error.cmd, f"timeout after {TIMEOUT_S}s", _text(error.stdout),
+                                               _text(error.stderr))
         seconds = time.time() - started
         missing = [pattern for pattern in command.writes
                    if not any(p.stat().st_mtime >= started for p in workdir.glob(pattern))]
