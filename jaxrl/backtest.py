@@ -28,7 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.baselines import BASELINES, baseline_policy, baseline_settings, on_action_grid, settings_of
 from jaxrl.checkpoint import git_commit, write_json_atomic
 from jaxrl.data import MarketArrays, MarketData
+from jaxrl.edge import absolute_location, absolute_paths
 from jaxrl.envs import is_trading_env, make_env
+from jaxrl.errors import UserError, take_debug_flag, user_errors
 from jaxrl.experiment import Experiment, load_data, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.report import gate_report, gate_setup
@@ -40,7 +42,7 @@ CANDIDATE = "candidate"
 MIN_PADDED_BARS = 8192  # series are padded to a power of two >= this, so instruments share compiled backtests
 
 
-class CandidateNotFound(LookupError):
+class CandidateNotFound(UserError, LookupError):
     """`policy=candidate` named no candidate, or one the registry does not hold."""
 
 
@@ -117,7 +119,7 @@ def load_candidate(cfg: DictConfig, registry: Registry):
         ) from exc
     saved = metadata.get("config")
     if not isinstance(saved, Mapping) or "env" not in saved or "agent" not in saved:
-        raise ValueError(f"candidate {candidate_id!r} in {registry.root!r} has no saved config with env and agent "
+        raise UserError(f"candidate {candidate_id!r} in {registry.root!r} has no saved config with env and agent "
                          f"blocks; cannot rebuild its policy")
     return params, metadata, candidate_config(saved, cfg)
 
@@ -144,7 +146,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         experiment = Experiment.from_config(run_cfg)
         market, env, env_params = experiment.market, experiment.env, experiment.env_params
         if market is None:
-            raise ValueError(f"candidate {cfg.policy.id!r} was trained on env {run_cfg.env.name!r}, "
+            raise UserError(f"candidate {cfg.policy.id!r} was trained on env {run_cfg.env.name!r}, "
                              "which has no market data to backtest on")
         setup = gate_setup(market, int(run_cfg.gate.window))
         policy = experiment.learner.deterministic_policy
@@ -163,9 +165,9 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         env_cfg = run_cfg.env
     else:
         if name not in BASELINES:
-            raise ValueError(f"unknown policy {name!r}; available: {[*BASELINES, CANDIDATE]}")
+            raise UserError(f"unknown policy {name!r}; available: {[*BASELINES, CANDIDATE]}")
         if not is_trading_env(cfg.env.name):
-            raise ValueError(f"baselines trade a market: env {cfg.env.name!r} is not a trading env")
+            raise UserError(f"baselines trade a market: env {cfg.env.name!r} is not a trading env")
         settings = baseline_settings(name, **settings_of(OmegaConf.to_container(cfg.policy, resolve=True)))
         market = load_data(cfg)
         env, env_params = make_env(OmegaConf.to_container(cfg.env, resolve=True), market)
@@ -266,10 +268,13 @@ def summarise(report: Mapping[str, Any], out_dir: str | Path) -> str:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="backtest", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    out_dir = cfg.get("out_dir") or HydraConfig.get().runtime.output_dir
-    report = run_backtest(cfg, out_dir)
+    with user_errors("jaxrl.backtest"):  # a refused backtest (unknown candidate, wrong env, bad file): one line, 2
+        absolute_paths(cfg)
+        out_dir = absolute_location(str(cfg.get("out_dir") or HydraConfig.get().runtime.output_dir))
+        report = run_backtest(cfg, out_dir)
     return report["rolling_sharpe_mean"]  # what a sweeper maximises
 
 
 if __name__ == "__main__":
+    take_debug_flag()
     main()

@@ -21,13 +21,18 @@ from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.data import MarketData, load_market
+from jaxrl.edge import absolute_data_path
 from jaxrl.envs import is_trading_env, make_env
+from jaxrl.errors import UserError
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
 from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
 from jaxrl.offline import make_offline_learner, oracle_notice
+from jaxrl.offline.common import OfflineLearner
 from jaxrl.offline.warm_start import warm_start
+from jaxrl.progress import progress_printer, work_units
+from jaxrl.runlock import run_lock
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +40,8 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pand
 
 
 def resolve_data_path(path: str) -> Path:
-    """Absolute paths as given; relative ones against the working directory, then the jaxrl checkout."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    shipped = PROJECT_ROOT / candidate
-    return shipped if shipped.exists() else candidate
+    """Absolute paths as given; relative ones against the working directory, then the jaxrl checkout (absolute)."""
+    return absolute_data_path(path)
 
 
 def load_data(cfg: DictConfig) -> MarketData:
@@ -102,7 +103,7 @@ class Experiment:
         agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
         agent = agent_cfg.pop("name")
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
-            raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
+            raise UserError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
         synthetic = synthetic_settings(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
@@ -150,45 +151,15 @@ def _history_lists(rows: list[dict]) -> dict[str, list]:
     return {name: [row.get(name) for row in rows] for name in (rows[0] if rows else {})}
 
 
-def progress_printer(learner, say, members: int = 1):
-    """`on_chunk` for `run_in_chunks`: one line per chunk with steps/s (all members together), ETA, the latest
-    loss or reward and the validation score (medians over a population's members)."""
-    period, steps_per_update = learner.selection.eval_every, learner.steps_per_update * members
-
-    def on_chunk(done, total, metrics, history, state, timings):
-        rate = (done - timings["resumed_from_period"]) * period * steps_per_update / max(timings["run_s"], 1e-9)
-        eta = (total - done) * period * steps_per_update / max(rate, 1e-9)
-        shown = next(name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics)
-        line = f"  [{done * period:>5}/{total * period}] {done * period * steps_per_update:>11,d} steps  " \
-               f"{rate:>9,.0f} steps/s  eta {eta:5.0f}s  {shown.split('_')[0]} {_median(metrics[shown][-1]):+.4f}"
-        if history:
-            selection = state["selection"]
-            found = np.asarray(selection.best_update) >= 0  # members with a selectable (not flat) evaluation
-            best = np.asarray(selection.best_score)[found]
-            line += f"  val {_median(history[learner.selection.metric][-1]):+.3f}  best " + \
-                (f"{_median(best):+.3f}" if best.size else "n/a")
-            if np.ndim(selection.best_update) == 0 and found:
-                line += f"@{int(selection.best_update)}"
-            elif np.ndim(selection.best_update) and not found.all():
-                line += f" ({int(found.sum())}/{found.size} selected)"
-            stopped = np.asarray(selection.stopped)
-            if stopped.any():
-                line += f"  FLAT EARLY STOP ({int(stopped.sum())}/{stopped.size})" if stopped.ndim else \
-                    "  FLAT EARLY STOP"
-        say(line, flush=True)
-
-    return on_chunk
-
-
 def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
     """Create the run directory and write config.yaml; a resumed run must have the same config (run.* aside)."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     config_text = OmegaConf.to_yaml(cfg, resolve=True)
     saved = out_dir / "config.yaml"
     if cfg.run.get("resume", False) and saved.exists() and \
             _without_run(saved.read_text()) != _without_run(config_text):
-        raise ValueError(f"{saved}: resuming needs the same config as the interrupted run (only run.* may differ)")
+        raise UserError(f"{saved}: resuming needs the same config as the interrupted run (only run.* may differ)")
     saved.write_text(config_text)
     return out_dir
 
@@ -202,17 +173,22 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
         from jaxrl.population.run import run_population
 
         return run_population(cfg, out_dir, verbose=verbose)
+    with run_lock(out_dir, say=print if verbose else (lambda *a, **k: None)):  # one writer per run directory
+        return _train_single(cfg, out_dir, verbose=verbose)
+
+
+def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dict[str, Any]:
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
-    steps_per_update = learner.steps_per_update
-    offline = hasattr(learner, "dataset_metadata")
+    offline = isinstance(learner, OfflineLearner)
     say = print if verbose else (lambda *a, **k: None)
+    validating = f"validation every {period} updates, " if market is not None else "no validation (no market data), "
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
-        f"{learner.num_updates} updates x {steps_per_update} {'samples' if offline else 'env steps'}, "
-        f"validation every {period} updates, on {jax.devices()[0].platform}")
+        f"{learner.num_updates} updates x {work_units(learner)}, {validating}on {jax.devices()[0].platform}")
+    say(f"run dir     {out_dir}")
     if offline and oracle_notice(learner):
         say(f"WARNING     {oracle_notice(learner)}")
 

@@ -14,7 +14,11 @@ skipped, failed before training) and the errors it recorded.
   `members/<label>/gate.json`, running while its group (`group<NN>/`) trains, **pending** while its group has not
   started, failed when the population directory holds `error.txt`.
 
-Reads files only (no JAX import): cheap to run next to a training job. Exit code 0.
+A combo runner's cells show their recipe (`jaxrl.cells`) in a `recipe` column, and a skip's reason names the
+attempts that caused it.
+
+Reads files only (no JAX import): cheap to run next to a training job. Exit code 0; 2 for a path that does not
+exist.
 """
 
 from __future__ import annotations
@@ -229,6 +233,8 @@ def status(path: str | Path) -> list[dict[str, Any]]:
                            reason=entry.get("reason"))
             row["combination"] = key
             row["errors"] = entry.get("errors", 0)
+            row["recipe"] = entry.get("recipe")  # jaxrl.cells: what identifies the cell's model
+            row["skipped_by"] = entry.get("skipped_by")  # the attempt ids a skip counted
             ordered.append(row)
     ordered.extend(rows[name] for name in sorted(rows, key=lambda n: rows[n]["name"]))
     return ordered
@@ -256,6 +262,9 @@ def _age(seconds: float | None) -> str:
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = ["status", "symbol", "agent", "network", "seed", "progress", "gate", "passed", "last write",
               "run / reason"]
+    recipes = any(row.get("recipe") for row in rows)  # a combo runner's cells: show their recipe hash
+    if recipes:
+        header.insert(5, "recipe")
     body = []
     for row in rows:
         gate = row.get("gate_value")
@@ -268,10 +277,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             detail = f"{detail}: {row['reason']}"
         elif row["status"] == "running" and row.get("reason"):
             detail = f"{detail} ({row['reason']})"
-        body.append([row["status"], str(row.get("symbol") or "-"), agent, str(row.get("network") or "-"),
-                     "-" if row.get("seed") is None else str(row["seed"]), _progress(row),
-                     "-" if gate is None else f"{gate:+.3f}", "-" if passed is None else ("yes" if passed else "no"),
-                     _age(row.get("age_s")), detail])
+        cells = [row["status"], str(row.get("symbol") or "-"), agent, str(row.get("network") or "-"),
+                 "-" if row.get("seed") is None else str(row["seed"]), _progress(row),
+                 "-" if gate is None else f"{gate:+.3f}", "-" if passed is None else ("yes" if passed else "no"),
+                 _age(row.get("age_s")), detail]
+        if recipes:
+            cells.insert(5, str(row.get("recipe") or "-"))
+        body.append(cells)
     widths = [max(len(header[i]), *(len(r[i]) for r in body)) if body else len(header[i])
               for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]

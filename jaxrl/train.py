@@ -1,4 +1,4 @@
-"""`python -m jaxrl.train [overrides]`: train, gate and write a run directory (see README)."""
+"""`python -m jaxrl.train [overrides] [--debug]`: train, gate and write a run directory (see README)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from jaxrl.edge import absolute_paths, apply_agent_overrides, register_resolvers
+from jaxrl.errors import take_debug_flag, user_errors
 from jaxrl.experiment import PROJECT_ROOT, run_experiment
 
 CONFIG_DIR = str(PROJECT_ROOT / "hydra_conf")
+register_resolvers()  # ${jaxrl_run_name:...} in hydra.run.dir and hydra.sweep.subdir
 
 
 def enable_compilation_cache(path: str | None) -> None:
@@ -23,10 +26,17 @@ def enable_compilation_cache(path: str | None) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def prepare_config(cfg: DictConfig) -> DictConfig:
+    """At the edge, before anything deeper sees it: absolute paths, then the composed agent's agent_overrides."""
+    return apply_agent_overrides(absolute_paths(cfg))
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    enable_compilation_cache(cfg.get("compilation_cache"))
-    result = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
+    with user_errors("jaxrl.train"):  # a user error: one line and exit code 2 (the traceback with --debug)
+        prepare_config(cfg)
+        enable_compilation_cache(cfg.get("compilation_cache"))
+        result = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
     # What a sweeper (e.g. Optuna) maximises: the gate value, else (no gate) the training return.
     if result["gate"] is not None:
         return result["gate"]["rolling_sharpe_mean"]
@@ -34,4 +44,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    take_debug_flag()
     main()

@@ -182,7 +182,9 @@ def test_candidates_and_spent_failure_budgets_are_skipped_without_training(tmp_p
         raise AssertionError(f"trained {cfg.data.symbol} seed {cfg.seed}")
 
     monkeypatch.setattr(combos, "run_experiment", must_not_train)
-    cfg = combos_config(tmp_path, "grid.symbols=[spy,qqq]", "grid.seeds=[0]", "grid.max_failed_attempts=2")
+    # These records carry no full config (no recipe): counted by the looser identity match, asked for explicitly.
+    cfg = combos_config(tmp_path, "grid.symbols=[spy,qqq]", "grid.seeds=[0]", "grid.max_failed_attempts=2",
+                        "grid.match=identity")
     entries = {entry["key"]: entry for entry in run_combos(cfg)}
     assert entries["spy/ppo/mlp/s0"]["status"] == "skipped"
     assert entries["spy/ppo/mlp/s0"]["candidate_id"] == "a-spy-s0" and "a-spy-s0" in entries["spy/ppo/mlp/s0"][
@@ -193,7 +195,8 @@ def test_candidates_and_spent_failure_budgets_are_skipped_without_training(tmp_p
 
     # The command line: Hydra's app, its overrides passed on to training (registry.root), the grid's own dropped.
     shown = subprocess.run([sys.executable, "-m", "jaxrl.combos", f"grid.runs_dir={tmp_path / 'cli'}",
-                            f"registry.root={root}", "grid.symbols=[spy]", "data=btc", "env.cost_bps=5"],
+                            f"registry.root={root}", "grid.symbols=[spy]", "data=btc", "env.cost_bps=5",
+                            "grid.match=identity"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "ignoring 'data=btc'" in shown.stdout and "candidate a-spy-s0 already registered" in shown.stdout

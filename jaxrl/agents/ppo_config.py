@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxrl.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
@@ -72,7 +74,7 @@ class PPOConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown PPO settings {unknown}; known: {sorted(known)}")
         values = dict(values)
         if "hidden" in values:
             values["hidden"] = tuple(int(h) for h in values["hidden"])

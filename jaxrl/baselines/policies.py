@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import jax.numpy as jnp
 
 from jaxrl.data import MarketArrays, MarketData
+from jaxrl.errors import UserError
 
 # Every baseline and its settings with their defaults; hydra_conf/policy/<name>.yaml carries the same values.
 BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -38,7 +39,7 @@ Policy = Callable[[Any, Any], jnp.ndarray]
 def baseline_settings(name: str, **settings: Any) -> dict[str, Any]:
     """The defaults of `name` updated with `settings`, checked and typed. Unknown names or settings raise."""
     if name not in BASELINE_DEFAULTS:
-        raise ValueError(f"unknown baseline {name!r}; available: {list(BASELINES)}")
+        raise UserError(f"unknown baseline {name!r}; available: {list(BASELINES)}")
     defaults = BASELINE_DEFAULTS[name]
     unknown = sorted(set(settings) - set(defaults))
     if unknown:

@@ -29,6 +29,7 @@ from flax import struct
 
 from jaxrl.data.loader import (PERIODS_PER_YEAR, DataError, Split, _find_column, _line, _read_table, compute_split,
                                file_sha256)
+from jaxrl.errors import UserError
 
 FUNDING_FEATURE_NAMES = ("funding_rate", "funding_mean_7", "funding_mean_30", "funding_std_30", "spread")
 FUNDING_LOOKBACK = 30  # first row whose features are all defined
@@ -166,7 +167,7 @@ class FundingGenerator:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown funding generator settings {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown funding generator settings {unknown}; known: {sorted(known)}")
         values = dict(values)
         for name in ("symbols", "regime_means", "regime_spread_mult"):
             if name in values:

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from flax import struct
 
+from jaxrl.errors import UserError
 from jaxrl.data.features import FEATURE_LOOKBACK, FEATURE_NAMES, causal_features, fit_normalisation, normalise
 
 PERIODS_PER_YEAR = {"tradefi": 252, "crypto": 365}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A market data file that cannot be used as it is."""
 
 

@@ -11,6 +11,7 @@ from jaxrl.envs.exit import ExitEnv, ExitParams, ExitState
 from jaxrl.envs.funding import FundingEnv, FundingParams, FundingState
 from jaxrl.envs.portfolio import PortfolioEnv, PortfolioParams, PortfolioState
 from jaxrl.envs.position import PositionEnv, PositionParams, PositionState
+from jaxrl.errors import UserError
 
 TRADING_ENVS = ("position", "portfolio", "exit", "funding")
 
@@ -90,7 +91,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
     if name in gymnax.registered_envs:
         env, params = gymnax.make(name)
         return env, params
-    raise ValueError(f"unknown env {name!r}; trading envs: {list(TRADING_ENVS)}, or a gymnax env name")
+    raise UserError(f"unknown env {name!r}; trading envs: {list(TRADING_ENVS)}, or a gymnax env name")
 
 
 __all__ = [

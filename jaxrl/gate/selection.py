@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, evaluate
 
 SELECTABLE_METRICS = ("rolling_sharpe_mean", "sharpe", "sortino", "calmar", "total_return")
@@ -46,7 +47,7 @@ class SelectionConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown selection settings {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown selection settings {unknown}; known: {sorted(known)}")
         return cls(**values)
 
 

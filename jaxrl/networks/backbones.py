@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.errors import UserError
 from jaxrl.networks.init import orthogonal
 
 ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
@@ -28,7 +29,7 @@ POOLS = ("last", "mean")
 
 def _activation(name: str) -> Callable:
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; available: {sorted(ACTIVATIONS)}")
+        raise UserError(f"unknown activation {name!r}; available: {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
 
 
@@ -40,7 +41,7 @@ def _norm(kind: str, name: str | None = None) -> Callable:
         return nn.LayerNorm(name=name)
     if kind == "rms":
         return nn.RMSNorm(name=name)
-    raise ValueError(f"unknown norm {kind!r}; available: {list(NORMS)}")
+    raise UserError(f"unknown norm {kind!r}; available: {list(NORMS)}")
 
 
 def _deterministic(module: nn.Module, override: bool | None) -> bool:
@@ -152,7 +153,7 @@ def _pool_time(h, pool: str):
         return h[..., -1, :]
     if pool == "mean":
         return jnp.mean(h, axis=-2)
-    raise ValueError(f"unknown pool {pool!r}; available: {list(POOLS)}")
+    raise UserError(f"unknown pool {pool!r}; available: {list(POOLS)}")
 
 
 class CausalTimeMixing(nn.Module):
@@ -258,7 +259,7 @@ class ITransformer(nn.Module):
         elif self.pool == "flatten":
             pooled = h.reshape(h.shape[:-2] + (h.shape[-2] * h.shape[-1],))
         else:
-            raise ValueError(f"unknown pool {self.pool!r}; available: ['mean', 'flatten']")
+            raise UserError(f"unknown pool {self.pool!r}; available: ['mean', 'flatten']")
         return act(nn.Dense(self.embed_dim, name="embed")(pooled))
 
 
@@ -287,12 +288,12 @@ def freeze_kwargs(kwargs: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) 
 def backbone_settings(name: str, kwargs: Mapping[str, Any]) -> tuple[type[nn.Module], dict[str, Any]]:
     """The backbone class called `name` and its checked, hashable settings. Unknown names or settings raise."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
+        raise UserError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
     cls = BACKBONES[name]
     known = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
     unknown = sorted(set(kwargs) - known)
     if unknown:
-        raise ValueError(f"unknown settings {unknown} for backbone {name!r}; known: {sorted(known)}")
+        raise UserError(f"unknown settings {unknown} for backbone {name!r}; known: {sorted(known)}")
     return cls, {k: _static(v) for k, v in kwargs.items()}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import TorsoSpec
@@ -55,7 +56,7 @@ def offline_config(agent_cfg: Mapping[str, Any]) -> tuple[str, OfflineConfig, st
     cfg = dict(agent_cfg)
     name = cfg.pop("name", None)
     if name not in ALGORITHMS:
-        raise ValueError(f"unknown offline agent {name!r}; available: {sorted(ALGORITHMS)}")
+        raise UserError(f"unknown offline agent {name!r}; available: {sorted(ALGORITHMS)}")
     dataset_path = cfg.pop("dataset_path", None)
     eval_every = cfg.pop("eval_every", None)
     return name, ALGORITHMS[name].Config.from_dict(cfg), dataset_path, None if eval_every is None else int(eval_every)

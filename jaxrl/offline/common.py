@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
@@ -105,7 +106,7 @@ class OfflineConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} settings {unknown}; known: {sorted(fields)}")
+            raise UserError(f"unknown {cls.__name__} settings {unknown}; known: {sorted(fields)}")
         typed = {}
         for name, value in values.items():
             default = fields[name].default

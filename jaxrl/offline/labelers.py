@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxrl.baselines import baseline_policy, baseline_settings, on_action_grid
 from jaxrl.data import MarketArrays
+from jaxrl.errors import UserError
 
 Labeler = Callable[[Any, Any, Any], jnp.ndarray]
 
@@ -171,7 +172,7 @@ def component(name: str, env, env_params, settings: Mapping[str, Any]) -> tuple[
         if unknown:
             raise ValueError(f"labeler 'oracle' has no settings {unknown}; its settings: ['exposure']")
         return oracle_labeler(env, env_params, settings.get("exposure")), settings
-    raise ValueError(f"unknown labeler {name!r}; available: {list(LABELERS)} (mix components: {list(COMPONENTS)})")
+    raise UserError(f"unknown labeler {name!r}; available: {list(LABELERS)} (mix components: {list(COMPONENTS)})")
 
 
 # ---- from a `labeler/` config ---------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def make_labelers(labeler_cfg: Mapping[str, Any], env, env_params) -> LabelerSet
         specs = [(name, 1.0, cfg)]
         cfg = {}
     else:
-        raise ValueError(f"unknown labeler {name!r}; available: {list(LABELERS)}")
+        raise UserError(f"unknown labeler {name!r}; available: {list(LABELERS)}")
     if cfg:
         raise ValueError(f"labeler {name!r} has no settings {sorted(cfg)}")
     oracle = any(part == "oracle" for part, _, _ in specs)

@@ -29,9 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir, progress_printer
+from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir
+from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import Member, member_config, member_inputs, population_members
+from jaxrl.runlock import run_lock
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -56,6 +58,11 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     """Train every member of the population; returns the population summary with `gate` = the median member's
     gate value (what a Hydra sweeper optimises) and `members` = each member's result."""
     say = print if verbose else (lambda *a, **k: None)
+    with run_lock(out_dir, say=say):  # one writer per run directory
+        return _run_population(cfg, out_dir, say)
+
+
+def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     members = population_members(cfg)
@@ -71,9 +78,9 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     say(f"jaxrl population: {len(members)} members ({cfg.run.num_seeds} seeds x "
         f"{len(members) // int(cfg.run.num_seeds)} settings) of {cfg.env.name} / {cfg.agent.name} / "
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
-        f"{learner.num_updates} updates x {learner.steps_per_update} "
-        f"{'samples' if hasattr(learner, 'dataset_metadata') else 'env steps'} each, on {len(devices)} "
+        f"{learner.num_updates} updates x {work_units(learner)} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
+    say(f"run dir     {out_dir}")
 
     compiled_cache: dict[Any, Any] = {}
     results: list[dict[str, Any]] = []
@@ -110,7 +117,7 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     text = format_summary(summary)
     (out_dir / "population.txt").write_text(text + "\n")
     say(f"time        compile {timings_all['compile_s']:.1f}s, run {timings_all['run_s']:.1f}s "
-        f"({summary['env_steps'] / max(timings_all['run_s'], 1e-9):,.0f} env steps/s over all members)")
+        f"({total_rate(learner, summary['env_steps'], len(members), timings_all['run_s'])})")
     say(text)
     median = summary["overall"].get("median")
     gate = None if experiment.market is None else {"rolling_sharpe_mean": median, "passed": summary["overall"][

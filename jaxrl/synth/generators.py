@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxrl.data import MarketArrays, MarketData
 from jaxrl.data.features import causal_features, causal_features_jax, normalise, normalise_jax
+from jaxrl.errors import UserError
 from jaxrl.synth import bootstrap, garch, regime
 
 
@@ -30,7 +31,7 @@ GENERATORS: dict[str, Generator] = {
 
 def get_generator(name: str) -> Generator:
     if name not in GENERATORS:
-        raise ValueError(f"unknown generator {name!r}; available: {sorted(GENERATORS)}")
+        raise UserError(f"unknown generator {name!r}; available: {sorted(GENERATORS)}")
     return GENERATORS[name]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxrl.data import MarketData
 from jaxrl.envs.position import PositionEnv, PositionParams, SyntheticBank
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.metrics import METRIC_NAMES
 from jaxrl.synth.generators import fit_generator, get_generator, sample_market
@@ -46,7 +47,7 @@ def bank_generations(episode_len: int, rollout_steps: int | None) -> int:
 
 def synthetic_fraction_for(train_source: str, synthetic_fraction: float | None = None) -> float:
     if train_source not in TRAIN_SOURCES:
-        raise ValueError(f"unknown train_source {train_source!r}; expected one of {list(TRAIN_SOURCES)}")
+        raise UserError(f"unknown train_source {train_source!r}; expected one of {list(TRAIN_SOURCES)}")
     if train_source == "real":
         return 0.0
     if train_source == "synthetic":
