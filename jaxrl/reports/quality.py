@@ -9,9 +9,11 @@ Labels in order of precedence (the first whose condition holds wins; `flags` lis
 1. implausible_result: gate or validation `sharpe` > IMPLAUSIBLE_SHARPE, `rolling_sharpe_mean` >
    IMPLAUSIBLE_ROLLING_SHARPE, or a reported `win_rate` > IMPLAUSIBLE_WIN_RATE. No real daily strategy does that;
    the usual cause is look-ahead. Checked first, so a leak is never celebrated as a pass.
-2. gate_metric_divergence: the gate value passed but the gate window lost money: whole-window `sharpe` <= 0 or
-   `total_return` <= 0, or the report lists a failed candidate rule (`gate.candidate_rules.failed`). The mean of
-   30-bar Sharpes rewards calm-window gains; such a model is never a candidate (`jaxrl.gate.rules`).
+2. gate_metric_divergence: the gate value passed but the report lists a failed candidate rule
+   (`gate.candidate_rules.failed`: by default whole-window `sharpe` or `total_return` <= 0); a report without
+   `candidate_rules` (older ones) is judged on those two numbers. The mean of 30-bar Sharpes rewards calm-window
+   gains; such a model is never a candidate (`jaxrl.gate.rules`). With the rules switched off (gate.require_*:
+   false) the spec's pass alone counts.
 3. passed: the gate passed (`gate.passed`, or gate value >= threshold when `passed` is absent).
 4. flat_policy_collapse: gate or validation `flat_realized_exposure_ratio` >= FLAT_RATIO, or selection stopped the
    run for flatness. Before near_miss: a mostly flat policy near the threshold is a collapse, not a near miss.
@@ -220,8 +222,9 @@ def classify(record: Mapping[str, Any], thresholds: QualityThresholds | None = N
     failed_rules = [rule for rule in rules.get("failed") or []
                     if isinstance(rule, str) and rule != "rolling_sharpe_mean >= threshold"]
     evidence["failed_candidate_rules"] = float(len(failed_rules)) if "failed" in rules else None
-    losing = ((gate_sharpe is not None and gate_sharpe <= 0)
-              or (evidence["gate_total_return"] is not None and evidence["gate_total_return"] <= 0) or failed_rules)
+    losing = bool(failed_rules) if "failed" in rules else (
+        (gate_sharpe is not None and gate_sharpe <= 0)
+        or (evidence["gate_total_return"] is not None and evidence["gate_total_return"] <= 0))
     if "passed" in flags and losing:
         flags.append("gate_metric_divergence")
 
