@@ -8,18 +8,20 @@ import math
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import planted_trend_csv, tiny_config
 from scipy.stats import norm, spearmanr
 
-from jaxrl.data.loader import DataError, Split, compute_split
+from jaxrl.data.loader import DataError, Split, compute_split, load_market
+from jaxrl.envs import make_env
 from jaxrl.experiment import Experiment
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.honest import overfitting_report
 from jaxrl.gate.overfitting import (EULER_GAMMA, deflated_sharpe, expected_max_sharpe, pbo_cscv, sharpe_per_period,
                                     spearman)
-from jaxrl.gate.report import validation_setup
+from jaxrl.gate.report import gate_setup, validation_setup
 from jaxrl.gate.rules import CandidateRules, check_cost_bps, meets_candidate_rules
 from jaxrl.gate.selection import SelectionConfig, fold_scores, init_selection, select
+from jaxrl.offline import make_offline_learner
 from jaxrl.population.overfitting import population_overfitting
 from jaxrl.population.summary import population_summary
 from jaxrl.registry import Registry
@@ -124,6 +126,24 @@ def test_in_graph_selection_scores_every_fold_on_its_own(fold_run):
         again = jax.jit(lambda p, s=setup: evaluate(learner.env, learner.env_params, learner.deterministic_policy(p),
                                                     s)["metrics"])(out["params"])
         assert float(again["rolling_sharpe_mean"]) == pytest.approx(float(folds[best, k]), rel=1e-4, abs=1e-5)
+
+
+def test_offline_learners_select_on_the_folds_too(tmp_path):
+    path = tmp_path / "TREND_daily.csv"
+    planted_trend_csv(path)
+    market = load_market(path, years=1, val_years=0.5, window=8, folds=2, embargo=3)
+    env_cfg = {"name": "position", "window": 8, "exec_lag": 0, "action_grid": None, "episode_len": 64,
+               "cost_bps": 5.0}
+    env, env_params = make_env(env_cfg, market)
+    cfg = SelectionConfig(folds=2, embargo=3, aggregate="quantile", quantile=0.0, max_flat_ratio=1.0,
+                          flat_stop_evals=0)
+    labeler = {"name": "trend_following", "lookback": 20, "num_envs": 4, "num_steps": 64}
+    learner = make_offline_learner({"name": "bc", "num_updates": 20, "eval_every": 10, "batch_size": 32,
+                                    "hidden": [16]}, labeler, env, env_params, gate_setup(market),
+                                   validation_setup(market), cfg, seed=0, env_cfg=env_cfg, market=market)
+    history = {k: np.asarray(v) for k, v in jax.jit(learner.train)(jax.random.PRNGKey(0))["history"].items()}
+    folds = np.stack([history["fold0_rolling_sharpe_mean"], history["fold1_rolling_sharpe_mean"]], axis=1)
+    np.testing.assert_allclose(history["score"], folds.min(axis=1), rtol=1e-6)  # quantile 0: the worst fold
 
 
 # ---- deflated Sharpe ratio -----------------------------------------------------------------------------------------
