@@ -36,10 +36,6 @@ class GateSetup:
     rolling_window: int = 30
     fold_starts: tuple[int, ...] = ()
 
-    @property
-    def num_folds(self) -> int:
-        return max(1, len(self.fold_starts))
-
 
 def run_policy(env, env_params, policy: Callable, window: Window):
     """Decisions e_0..e_{N-1} and strategy returns s_1..s_N of `policy(obs, state) -> action` over `window`."""
