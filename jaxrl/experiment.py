@@ -24,6 +24,7 @@ from jaxrl.data import MarketData, load_market
 from jaxrl.edge import absolute_data_path
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError
+from jaxrl.gate.honest import honest_lines, honest_report
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
@@ -47,16 +48,17 @@ def resolve_data_path(path: str) -> Path:
 def load_data(cfg: DictConfig) -> MarketData:
     """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
     years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
+    folds = {"folds": cfg.selection.get("folds", 1), "embargo": cfg.selection.get("embargo", 0)}  # 1, 0: one window
     if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
         from jaxrl.data.funding import funding_from_config
 
         return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
-                                   resolve=resolve_data_path)
+                                   resolve=resolve_data_path, **folds)
     if cfg.data.get("kind", "single") == "basket":
         from jaxrl.data.multi import basket_from_config
 
         return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
-                                  resolve=resolve_data_path)
+                                  resolve=resolve_data_path, **folds)
     if cfg.env.name == "portfolio":
         raise ValueError("env=portfolio trades several instruments: run with data=basket "
                          "(or another data config with kind: basket)")
@@ -68,7 +70,7 @@ def load_data(cfg: DictConfig) -> MarketData:
         val_years=cfg.gate.val_years,
         window=cfg.env.window,
         date_column=cfg.data.get("date_column", "Date"),
-        close_column=cfg.data.get("close_column", "Close"),
+        close_column=cfg.data.get("close_column", "Close"), **folds,
     )
 
 
@@ -214,8 +216,7 @@ def compiled_once(learner, name: str, fn):
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,
                    metrics_rows: list[dict], evaluations: list[dict], timings: dict, *, seed: int,
                    member: dict | None = None) -> dict[str, Any]:
-    """Everything after training for one model: gate report, record,
-    checkpoint, plots, registry, quality report and summary."""
+    """Everything after training for one model: gate report, record, checkpoint, plots, registry, quality, summary."""
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
     result: dict[str, Any] = {"timings": timings, "gate": None, "out_dir": str(out_dir), "record": None,
@@ -248,6 +249,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
             exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
         )
+        report.update(honest_report(experiment, cfg.gate, report, params, evaluations, out_dir, member))
         report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": seed,
                        "optimistic": learner.selection.optimistic,
                        "real_data": not bool(getattr(market, "is_synthetic", False))})
@@ -352,6 +354,7 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
         f"exposure    avg |e| {gate['avg_abs_realized_exposure']:.3f}  flat ratio "
         f"{gate['flat_realized_exposure_ratio']:.1%}  mean turnover {gate['mean_turnover']:.4f}",
     ]
+    lines += honest_lines(gate)
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
     if (gate.get("diagnostics") or {}).get("summary"):

@@ -160,6 +160,33 @@ def test_every_member_is_judged_classified_and_recorded(population_run):
     assert Registry(registry).read_text("scoreboard.md").count("SPY") >= 16
 
 
+def test_population_json_has_spearman_dsr_and_pbo_of_every_member(population_run):
+    from scipy.stats import spearmanr
+
+    cfg, out, registry, result, _ = population_run
+    summary = json.loads((out / "population.json").read_text())
+    members = summary["members"]
+    assert summary["validation_gate_spearman"] == pytest.approx(
+        spearmanr([m["validation"] for m in members], [m["gate"] for m in members])[0])
+    assert sorted(m["validation_rank"] for m in members) == list(range(1, 17))
+    best = max(members, key=lambda m: m["validation"])
+    assert summary["selected_member"] == summary["overfitting"]["selected_member"] == best["label"]
+    evaluations = sum(len(r["record"]["history"]["sharpe"]) for r in result["members"])
+    assert summary["overfitting"]["num_trials"] == evaluations == 16 * 3  # members x evaluations
+    assert 0.0 <= summary["overfitting"]["pbo"] <= 1.0
+    assert 0.0 <= summary["overfitting"]["selected"]["deflated_sharpe"] <= 1.0
+    recorded = {a["member"]["label"]: a for a in Registry(registry).attempts()}
+    for member in members:
+        block = recorded[member["label"]]["population_overfitting"]
+        assert block["num_trials"] == evaluations and block["pbo"] == summary["overfitting"]["pbo"]
+        on_disk = json.loads((out / "members" / member["label"] / "overfitting.json").read_text())
+        assert on_disk["deflated_sharpe"] == pytest.approx(block["deflated_sharpe"])
+        gate = json.loads((out / "members" / member["label"] / "gate.json").read_text())
+        assert gate["overfitting"]["num_trials"] == 3 and "population_note" in gate["overfitting"]
+        assert gate["candidate_rules"]["applied"][0] == "rolling_sharpe_mean >= threshold"
+    assert "validation-to-gate Spearman" in (out / "population.txt").read_text()
+
+
 def test_status_lists_every_member_of_a_population(population_run):
     cfg, out, *_ = population_run
     rows = status(out)

@@ -58,6 +58,8 @@ CASES = {
                                                 "rolling_sharpe_mean": [1.1, 0.9, 0.6, 0.3, 0.2, 0.1]}},
     "reward_pnl_misalignment": {"training": {"reward_pnl_correlation": -0.2}},
     "implausible_result": {"gate": {"rolling_sharpe_mean": 7.5, "sharpe": 6.2, "passed": True}},
+    "gate_metric_divergence": {"gate": {"rolling_sharpe_mean": 1.19, "passed": True, "sharpe": -0.04,
+                                        "total_return": -0.011}},
 }
 
 

@@ -108,11 +108,12 @@ def funding_features(rates: np.ndarray, spreads: np.ndarray) -> np.ndarray:
 
 def build_funding_data(dates: np.ndarray, symbols: Sequence[str], rates: np.ndarray, spreads: np.ndarray, *,
                        path: str, sha256: str, years: float, val_years: float, window: int,
-                       min_train_bars: int = 365, regimes: np.ndarray | None = None) -> FundingData:
+                       min_train_bars: int = 365, regimes: np.ndarray | None = None, folds: int = 1,
+                       embargo: int = 0) -> FundingData:
     """Split, features normalised on the train rows, device arrays. 365 periods a year (every calendar day)."""
     periods = PERIODS_PER_YEAR["crypto"]
     warmup = FUNDING_LOOKBACK + window - 1
-    split = compute_split(len(dates), periods, years, val_years, warmup, min_train_bars, path)
+    split = compute_split(len(dates), periods, years, val_years, warmup, min_train_bars, path, folds, embargo)
     raw = funding_features(rates, spreads)
     means, stds, feats = [], [], []
     for i in range(rates.shape[1]):
@@ -218,20 +219,21 @@ def simulate_funding(gen: FundingGenerator) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def generate_funding(gen: FundingGenerator | None = None, *, years: float = 5, val_years: float = 1,
-                     window: int = 16) -> FundingData:
+                     window: int = 16, folds: int = 1, embargo: int = 0) -> FundingData:
     gen = gen or FundingGenerator()
     rates, spreads, regimes = simulate_funding(gen)
     dates = np.datetime64(gen.start_date, "D") + np.arange(gen.num_days)
     settings = json.dumps(gen.settings(), sort_keys=True)
     return build_funding_data(dates, gen.symbols, rates, spreads, path=f"generator:{settings}",
                               sha256=hashlib.sha256(settings.encode()).hexdigest(), years=years,
-                              val_years=val_years, window=window, regimes=regimes)
+                              val_years=val_years, window=window, regimes=regimes, folds=folds, embargo=embargo)
 
 
 # ---- a user's CSV ------------------------------------------------------------------------------------------------
 def load_funding_csv(path: str | Path, *, years: float = 3, val_years: float = 1, window: int = 16,
                      date_column: str = "date", symbol_column: str = "symbol", rate_column: str = "funding_rate",
-                     spread_column: str = "spread", min_train_bars: int = 365) -> FundingData:
+                     spread_column: str = "spread", min_train_bars: int = 365, folds: int = 1,
+                     embargo: int = 0) -> FundingData:
     """Long-format CSV -> FundingData. Every symbol needs a row on every date; nothing is filled."""
     path = Path(path)
     if not path.is_file():
@@ -299,17 +301,20 @@ def load_funding_csv(path: str | Path, *, years: float = 3, val_years: float = 1
         raise DataError(f"{path}: symbol {names[i]} has no row for date {calendar[t]} ({len(missing)} missing "
                         "(date, symbol) rows in all); every symbol needs a row on every date")
     return build_funding_data(calendar, names, rate_table, spread_table, path=str(path), sha256=file_sha256(path),
-                              years=years, val_years=val_years, window=window, min_train_bars=min_train_bars)
+                              years=years, val_years=val_years, window=window, min_train_bars=min_train_bars,
+                              folds=folds, embargo=embargo)
 
 
 def funding_from_config(source: Mapping[str, Any], years: float, val_years: float, window: int,
-                        resolve=lambda p: Path(p)) -> FundingData:
+                        resolve=lambda p: Path(p), folds: int = 1, embargo: int = 0) -> FundingData:
     """The `source:` block of env/funding.yaml: `kind: generator` (+ FundingGenerator settings) or `kind: csv`."""
     source = dict(source)
     kind = source.pop("kind", "generator")
     if kind == "generator":
-        return generate_funding(FundingGenerator.from_dict(source), years=years, val_years=val_years, window=window)
+        return generate_funding(FundingGenerator.from_dict(source), years=years, val_years=val_years, window=window,
+                                folds=folds, embargo=embargo)
     if kind == "csv":
         path = source.pop("path")
-        return load_funding_csv(resolve(str(path)), years=years, val_years=val_years, window=window, **source)
+        return load_funding_csv(resolve(str(path)), years=years, val_years=val_years, window=window, folds=folds,
+                                embargo=embargo, **source)
     raise ValueError(f"funding source kind must be 'generator' or 'csv', got {kind!r}")

@@ -38,8 +38,11 @@ class MarketArrays:
 class Split:
     """Decision-bar ranges, half-open [start, end). A decision at bar t earns the return of bar t + 1.
 
-    train | validation | gate never overlap: the last train return is bar `val_start`, the last validation return
-    is bar `gate_start`, and the gate's N returns are bars gate_start + 1 .. gate_start + N.
+    train | embargo | validation | gate never overlap: the last train return is bar `train_end` (= `val_start`
+    without an embargo), the last validation return is bar `gate_start`, and the gate's N returns are bars
+    gate_start + 1 .. gate_start + N. The validation range holds `folds` equally long, adjacent folds (walk-forward:
+    every fold lies after every trained bar); `embargo` bars between the last trained return and the first
+    validation decision are neither trained on nor validated.
     """
 
     train_start: int
@@ -48,6 +51,17 @@ class Split:
     val_end: int
     gate_start: int
     gate_end: int
+    folds: int = 1
+    embargo: int = 0
+
+    @property
+    def fold_length(self) -> int:
+        return (self.val_end - self.val_start) // self.folds
+
+    @property
+    def fold_starts(self) -> tuple[int, ...]:
+        """First decision bar of each validation fold, oldest first."""
+        return tuple(self.val_start + k * self.fold_length for k in range(self.folds))
 
     @property
     def val_length(self) -> int:
@@ -164,31 +178,42 @@ def _parse_closes(raw: pd.Series, days: np.ndarray, path: Path) -> np.ndarray:
 
 
 def compute_split(num_bars: int, periods_per_year: int, years: float, val_years: float, warmup: int,
-                  min_train_bars: int, path: str) -> Split:
-    """Gate = the last years*A returns; validation = the val_years*A before it; train = the rest after warm-up."""
+                  min_train_bars: int, path: str, folds: int = 1, embargo: int = 0) -> Split:
+    """Gate = the last years*A returns; validation = `folds` folds of val_years*A each before it; `embargo` bars
+    before the first fold; train = the rest after warm-up. folds=1, embargo=0 is the single validation window."""
+    if int(folds) != folds or folds < 1:
+        raise ValueError(f"selection.folds must be an integer >= 1, got {folds!r}")
+    if int(embargo) != embargo or embargo < 0:
+        raise ValueError(f"selection.embargo must be an integer >= 0 (bars), got {embargo!r}")
+    folds, embargo = int(folds), int(embargo)
     n_gate = int(round(years * periods_per_year))
     n_val = int(round(val_years * periods_per_year))
     last = num_bars - 1
     gate_start = last - n_gate
-    val_start = gate_start - n_val
+    val_start = gate_start - folds * n_val
+    train_end = val_start - embargo
     train_start = warmup
-    needed = warmup + min_train_bars + n_val + n_gate + 1
+    needed = warmup + min_train_bars + embargo + folds * n_val + n_gate + 1
     if num_bars < needed or n_gate < 2:
+        validation = f"{n_val} validation" if folds == 1 else f"{folds} folds x {n_val} validation"
         raise DataError(
             f"{path}: too short for the configured split: needs {needed} bars "
-            f"({warmup} warm-up + {min_train_bars} train + {n_val} validation + {n_gate} gate + 1), "
-            f"has {num_bars}"
+            f"({warmup} warm-up + {min_train_bars} train + " + (f"{embargo} embargo + " if embargo else "")
+            + f"{validation} + {n_gate} gate + 1), has {num_bars}"
         )
-    return Split(train_start, val_start, val_start, gate_start, gate_start, last)
+    if folds > 1 and n_val < 2:
+        raise DataError(f"{path}: validation folds of {n_val} bars (gate.val_years={val_years}) are too short; "
+                        "each fold needs at least 2 returns")
+    return Split(train_start, train_end, val_start, gate_start, gate_start, last, folds, embargo)
 
 
 def load_market(path: str | Path, *, symbol: str | None = None, asset_class: str = "tradefi", years: float = 5,
                 val_years: float = 1, window: int = 32, min_train_bars: int = 252, date_column: str = "Date",
-                close_column: str = "Close") -> MarketData:
+                close_column: str = "Close", folds: int = 1, embargo: int = 0) -> MarketData:
     """Read a CSV or parquet file of daily bars and build the arrays, split and normalised causal features.
 
     `window` is the observation window: an episode's first decision needs `window` rows of defined features, so
-    train episodes start at bar FEATURE_LOOKBACK + window - 1.
+    train episodes start at bar FEATURE_LOOKBACK + window - 1. `folds` and `embargo`: see `compute_split`.
     """
     path = Path(path)
     if asset_class not in PERIODS_PER_YEAR:
@@ -205,7 +230,8 @@ def load_market(path: str | Path, *, symbol: str | None = None, asset_class: str
 
     periods = PERIODS_PER_YEAR[asset_class]
     warmup = FEATURE_LOOKBACK + window - 1
-    split = compute_split(len(closes), periods, years, val_years, warmup, min_train_bars, str(path))
+    split = compute_split(len(closes), periods, years, val_years, warmup, min_train_bars, str(path), folds,
+                          embargo)
 
     raw = causal_features(closes)
     mean, std = fit_normalisation(raw, FEATURE_LOOKBACK, split.train_end)

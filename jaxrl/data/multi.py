@@ -138,7 +138,7 @@ def inner_join(dates: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray
 def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = None, asset_class: str = "tradefi",
                 years: float = 5, val_years: float = 1, window: int = 32, *, min_train_bars: int = 252,
                 date_column: str = "Date", close_column: str = "Close",
-                say: Callable[[str], None] | None = print) -> MarketBasket:
+                say: Callable[[str], None] | None = print, folds: int = 1, embargo: int = 0) -> MarketBasket:
     """Load N files, inner-join them on dates and build (T, N) returns and (T, N, F) features with one split.
 
     `say` receives the join report's summary (pass None for silence); the report is also kept on `result.join`.
@@ -175,7 +175,7 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
     periods = PERIODS_PER_YEAR[asset_class]
     warmup = FEATURE_LOOKBACK + window - 1
     split = compute_split(len(common), periods, years, val_years, warmup, min_train_bars,
-                          f"{label} (inner join: {len(common)} common dates)")
+                          f"{label} (inner join: {len(common)} common dates)", folds, embargo)
 
     features, means, stds = [], [], []
     for i in range(closes.shape[1]):
@@ -208,7 +208,7 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
 
 
 def basket_from_config(data_cfg, years: float, val_years: float, window: int, resolve=lambda p: Path(p),
-                       say: Callable[[str], None] | None = print) -> MarketBasket:
+                       say: Callable[[str], None] | None = print, folds: int = 1, embargo: int = 0) -> MarketBasket:
     """A basket from a `data/` config with `kind: basket`, `instruments: [{symbol, path}, ...]`."""
     instruments = list(data_cfg["instruments"])
     return load_basket(
@@ -218,5 +218,5 @@ def basket_from_config(data_cfg, years: float, val_years: float, window: int, re
         years=years, val_years=val_years, window=window,
         date_column=str(data_cfg.get("date_column", "Date")),
         close_column=str(data_cfg.get("close_column", "Close")),
-        say=say,
+        say=say, folds=folds, embargo=embargo,
     )

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from jaxrl.metrics import gate_metrics
 
@@ -24,11 +25,16 @@ class Window:
 
 @dataclasses.dataclass(frozen=True)
 class GateSetup:
-    """What the in-graph gate needs besides the policy: the window and the spec's constants."""
+    """What the in-graph gate needs besides the policy: the window and the spec's constants.
+
+    `fold_starts` (validation folds): the first decision bar of each of several equally long windows of
+    `window.length` decisions; each is backtested on its own, starting flat (`evaluate_folds`). Empty: one window.
+    """
 
     window: Window
     periods_per_year: int
     rolling_window: int = 30
+    fold_starts: tuple[int, ...] = ()
 
 
 def run_policy(env, env_params, policy: Callable, window: Window):
@@ -62,3 +68,22 @@ def evaluate(env, env_params, policy: Callable, setup: GateSetup):
     exposures, returns = run_policy(env, env_params, policy, setup.window)
     metrics = gate_metrics(returns, exposures, setup.periods_per_year, setup.rolling_window)
     return {"metrics": metrics, "exposures": exposures, "returns": returns}
+
+
+def evaluate_folds(env, env_params, policy: Callable, setup: GateSetup):
+    """Each validation fold of `setup` backtested on its own (vmapped over the folds' start bars): gate metrics
+    (dict of (K,) arrays) plus the (K, L) exposure and return series. With no folds, the one window as K = 1."""
+    starts = setup.fold_starts or (setup.window.start,)
+    length = setup.window.length
+
+    def one(start):
+        def bar(state, _):
+            action = policy(env.get_obs(state, env_params), state)
+            state, _, _, info = env.transition(state, action, env_params)
+            return state, (info["realized_exposure"], info["strategy_return"])
+
+        _, (exposures, returns) = jax.lax.scan(bar, env.initial_state(start, env_params), None, length=length)
+        metrics = gate_metrics(returns, exposures, setup.periods_per_year, setup.rolling_window)
+        return {"metrics": metrics, "exposures": exposures, "returns": returns}
+
+    return jax.vmap(one)(jnp.asarray(starts, jnp.int32))

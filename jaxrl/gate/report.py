@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxrl.data import MarketData
 from jaxrl.gate.backtest import GateSetup, Window
+from jaxrl.gate.rules import CandidateRules, check_cost_bps
 from jaxrl.metrics import METRIC_NAMES
 
 
@@ -17,13 +18,20 @@ def gate_setup(market: MarketData, rolling_window: int = 30) -> GateSetup:
 
 
 def validation_setup(market: MarketData, rolling_window: int = 30) -> GateSetup:
+    """The validation window, or with `split.folds > 1` its folds (each `split.fold_length` decisions)."""
     split = market.split
-    return GateSetup(Window(split.val_start, split.val_length), market.periods_per_year, rolling_window)
+    if split.folds == 1:
+        return GateSetup(Window(split.val_start, split.val_length), market.periods_per_year, rolling_window)
+    return GateSetup(Window(split.val_start, split.fold_length), market.periods_per_year, rolling_window,
+                     split.fold_starts)
 
 
 def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup, *, threshold: float,
-                years: float, exec_lag: int, cost_bps: float) -> dict[str, Any]:
-    """Every metric of the spec plus the pass rule and the facts that make the number reproducible."""
+                years: float, exec_lag: int, cost_bps: float,
+                rules: CandidateRules | None = None) -> dict[str, Any]:
+    """Every metric of the spec plus the pass rule and the facts that make the number reproducible; with `rules`,
+    also `candidate_rules` (the rules a candidate must meet besides the gate value, and those it failed)."""
+    cost_bps = check_cost_bps(cost_bps)
     window = setup.window
     report: dict[str, Any] = {name: float(np.asarray(metrics[name])) for name in METRIC_NAMES}
     report.update({
@@ -41,4 +49,6 @@ def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup
         "symbol": market.symbol,
         "data_sha256": market.sha256,
     })
+    if rules is not None:
+        report["candidate_rules"] = rules.check(report)
     return report

@@ -4,6 +4,10 @@ Every K updates the deterministic policy is backtested on the validation window 
 run asks for it explicitly, and then every report calls the result optimistic). The best parameters so far ride in
 the scan carry; policies that are flat most of the time can never be selected; a policy that stays flat for N
 consecutive evaluations stops the run (its parameters stop changing).
+
+With validation folds (`selection.folds` > 1, the split in `jaxrl.data.loader.compute_split`) each evaluation
+backtests every fold on its own and scores the policy by the folds' mean or a lower quantile of the selection
+metric (`selection.aggregate`, `selection.quantile`); one fold (the default) is exactly the single window.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.errors import UserError
-from jaxrl.gate.backtest import GateSetup, evaluate
+
+from jaxrl.gate.backtest import GateSetup, evaluate, evaluate_folds
 
 SELECTABLE_METRICS = ("rolling_sharpe_mean", "sharpe", "sortino", "calmar", "total_return")
+AGGREGATES = ("mean", "quantile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,10 @@ class SelectionConfig:
     max_flat_ratio: float = 0.9  # evaluations flatter than this are never selected
     flat_stop_ratio: float = 0.95  # an evaluation counts as flat above this flat ratio ...
     flat_stop_evals: int = 5  # ... and this many flat ones in a row stop the run (0: never stop)
+    folds: int = 1  # validation folds of gate.val_years each, after every trained bar (1: one validation window)
+    embargo: int = 0  # bars between the last trained return and the first validation decision
+    aggregate: str = "mean"  # how fold scores become one score: "mean" or "quantile"
+    quantile: float = 0.25  # with aggregate=quantile: this quantile of the fold scores (linear interpolation)
 
     def __post_init__(self):
         if self.eval_every < 1:
@@ -37,6 +47,14 @@ class SelectionConfig:
             raise ValueError(f"selection.metric {self.metric!r} is not one of {SELECTABLE_METRICS}")
         if self.window not in ("validation", "gate"):
             raise ValueError(f"selection.window must be 'validation' or 'gate', got {self.window!r}")
+        if isinstance(self.folds, bool) or int(self.folds) != self.folds or self.folds < 1:
+            raise ValueError(f"selection.folds must be an integer >= 1, got {self.folds!r}")
+        if isinstance(self.embargo, bool) or int(self.embargo) != self.embargo or self.embargo < 0:
+            raise ValueError(f"selection.embargo must be an integer >= 0 (bars), got {self.embargo!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"selection.aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
+        if not 0.0 <= float(self.quantile) <= 1.0:
+            raise ValueError(f"selection.quantile must lie in [0, 1], got {self.quantile!r}")
 
     @property
     def optimistic(self) -> bool:
@@ -74,10 +92,14 @@ def init_selection(params) -> Selection:
     )
 
 
-def select(selection: Selection, params, metrics: Mapping[str, jnp.ndarray], update, cfg: SelectionConfig):
-    """Fold one evaluation into the selection state. Returns (selection, history row)."""
+def select(selection: Selection, params, metrics: Mapping[str, jnp.ndarray], update, cfg: SelectionConfig,
+           value=None):
+    """Fold one evaluation into the selection state. Returns (selection, history row).
+
+    `value`: the score before the flat rule (default `metrics[cfg.metric]`; the fold aggregate with folds)."""
     flat_ratio = metrics["flat_realized_exposure_ratio"]
-    score = jnp.where(flat_ratio > cfg.max_flat_ratio, -jnp.inf, metrics[cfg.metric])
+    value = metrics[cfg.metric] if value is None else value
+    score = jnp.where(flat_ratio > cfg.max_flat_ratio, -jnp.inf, value)
     # A stopped run evaluates frozen parameters: they neither win again nor extend the streak's meaning.
     better = jnp.logical_and(score > selection.best_score, jnp.logical_not(selection.stopped))
     is_flat = flat_ratio > cfg.flat_stop_ratio
@@ -101,9 +123,28 @@ def select(selection: Selection, params, metrics: Mapping[str, jnp.ndarray], upd
 
 def evaluate_and_select(env, env_params, policy, setup: GateSetup, selection: Selection, params, update,
                         cfg: SelectionConfig):
-    """Backtest `policy` on the selection window and fold the result in (metrics only: no series kept)."""
-    metrics = evaluate(env, env_params, policy, setup)["metrics"]
-    return select(selection, params, metrics, update, cfg)
+    """Backtest `policy` on the selection window (or each of its folds) and fold the result in (metrics only)."""
+    if not setup.fold_starts:
+        metrics = evaluate(env, env_params, policy, setup)["metrics"]
+        return select(selection, params, metrics, update, cfg)
+    metrics, value = fold_scores(evaluate_folds(env, env_params, policy, setup)["metrics"], cfg)
+    return select(selection, params, metrics, update, cfg, value)
+
+
+def aggregate_folds(values, cfg: SelectionConfig):
+    """The folds' scores (..., K) -> one score: their mean or their `cfg.quantile` (linear interpolation)."""
+    if cfg.aggregate == "mean":
+        return jnp.mean(values, axis=-1)
+    return jnp.quantile(values, cfg.quantile, axis=-1)
+
+
+def fold_scores(per_fold: Mapping[str, jnp.ndarray], cfg: SelectionConfig):
+    """Per-fold metrics (each (K,)) -> (row metrics: every metric's mean over the folds plus `fold<k>_<metric>`
+    for the selection metric, the aggregate score). The flat ratio is then that of all validation bars."""
+    metrics = {name: jnp.mean(values, axis=-1) for name, values in per_fold.items()}
+    for k in range(per_fold[cfg.metric].shape[-1]):
+        metrics[f"fold{k}_{cfg.metric}"] = per_fold[cfg.metric][..., k]
+    return metrics, aggregate_folds(per_fold[cfg.metric], cfg)
 
 
 def run_evaluation_periods(run_updates, evaluate, state, num_periods: int, period: int):

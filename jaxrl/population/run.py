@@ -34,6 +34,7 @@ from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import Member, member_config, member_inputs, population_members
 from jaxrl.runlock import run_lock
+from jaxrl.population.overfitting import apply_population_overfitting, population_overfitting
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -110,7 +111,12 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
         write_json_atomic(done_file, {"members": [m.label for m in group]})
 
     threshold = float(cfg.gate.threshold) if experiment.market is not None else None
+    if experiment.market is not None:  # DSR among members x evaluations, PBO over the members (README)
+        stats = population_overfitting(results, experiment.market.periods_per_year)
+        apply_population_overfitting(results, stats, cfg.registry.root if cfg.registry.enabled else None)
     summary = population_summary([member_row(r["member"], r) for r in results], threshold)
+    if experiment.market is not None:
+        summary["overfitting"] = {k: v for k, v in stats.items() if k != "members"}
     summary["timings"] = timings_all
     summary["env_steps"] = len(members) * learner.num_updates * learner.steps_per_update
     write_json_atomic(out_dir / SUMMARY_FILE, summary)

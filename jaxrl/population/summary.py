@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl.gate.overfitting import spearman
+
 STAT_METRIC = "rolling_sharpe_mean"
 
 
@@ -49,9 +51,20 @@ def population_summary(rows: list[dict[str, Any]], threshold: float | None = Non
     per_setting = []
     for setting, members in settings.items():
         stats = spread([m["gate"] for m in members], [m["passed"] for m in members])
-        per_setting.append({"values": dict(setting), "seeds": [m["seed"] for m in members], **stats})
+        per_setting.append({"values": dict(setting), "seeds": [m["seed"] for m in members], **stats,
+                            "validation_gate_spearman": spearman([m["validation"] for m in members],
+                                                                 [m["gate"] for m in members])})
     best = max(per_setting, key=lambda s: s.get("median", -np.inf)) if per_setting else None
+    # members ranked by their selection score (the same validation score, or fold aggregate, that chose each
+    # member's checkpoint): rank 1 is the member the population would pick
+    order = sorted((r for r in rows if _finite(r["validation"])), key=lambda r: -r["validation"])
+    for rank, row in enumerate(order, 1):
+        row["validation_rank"] = rank
+    within = [s["validation_gate_spearman"] for s in per_setting if s["validation_gate_spearman"] is not None]
     return {
+        "validation_gate_spearman": spearman([r["validation"] for r in rows], [r["gate"] for r in rows]),
+        "validation_gate_spearman_within_settings": float(np.mean(within)) if within else None,
+        "selected_member": order[0]["label"] if order else None,
         "metric": STAT_METRIC,
         "threshold": threshold,
         "members": rows,
@@ -60,6 +73,10 @@ def population_summary(rows: list[dict[str, Any]], threshold: float | None = Non
         "best_setting": None if best is None else best["values"],
         "candidates": [r["candidate_id"] for r in rows if r.get("candidate_id")],
     }
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def _fmt(value) -> str:
@@ -83,6 +100,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         mark = " PASS" if m["passed"] else ""
         lines.append(f"  {m['label']:<40} {_fmt(m['gate']):>7} {_fmt(m['validation']):>7} {exposure}  "
                      f"{m['quality'] or '-'}{mark}")
+    lines.append(f"  selection: validation-to-gate Spearman {_fmt(summary.get('validation_gate_spearman'))} over "
+                 f"the members (mean within settings {_fmt(summary.get('validation_gate_spearman_within_settings'))})"
+                 f"; best validation: {summary.get('selected_member') or 'none'}")
+    overfitting = summary.get("overfitting") or {}
+    if (overfitting.get("selected") or {}).get("deflated_sharpe") is not None:
+        pbo = overfitting.get("pbo")
+        lines.append(f"  overfitting: deflated Sharpe of {overfitting['selected_member']} "
+                     f"{overfitting['selected']['deflated_sharpe']:.3f} ({overfitting['num_trials']} trials), PBO "
+                     + ("n/a" if pbo is None else f"{pbo:.2f}"))
     if summary["candidates"]:
         lines.append(f"  candidates: {', '.join(summary['candidates'])}")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from typing import Any
 import fsspec
 
 from jaxrl.checkpoint import METADATA_FILE, PARAMS_DIR, load_model, save_model, write_json_atomic
+from jaxrl.gate.rules import meets_candidate_rules
 
 ATTEMPTS = "attempts"
 CANDIDATES = "candidates"
@@ -47,7 +48,8 @@ class Registry:
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def record_attempt(self, record: dict[str, Any], params: Any = None) -> dict[str, Any]:
-        """Write the attempt record; if its gate passed (and params are given) also the candidate model.
+        """Write the attempt record; if its gate passed and it meets the gate report's candidate rules (whole-window
+        Sharpe and total return positive by default: `jaxrl.gate.rules`), and params are given, also the candidate.
 
         Returns the record as written, with `candidate_id` set (None when no candidate was made).
         """
@@ -55,10 +57,26 @@ class Registry:
         attempt_id = record.setdefault("attempt_id", str(uuid.uuid4()))
         gate = record.get("gate") or {}
         record["candidate_id"] = None
-        if params is not None and gate.get("passed"):
+        if params is not None and meets_candidate_rules(gate):
             self._write_candidate(attempt_id, params, record)
             record["candidate_id"] = attempt_id
         self.write_json(self.join(ATTEMPTS, f"{attempt_id}.json"), record)
+        return record
+
+    def update_attempt(self, attempt_id: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Merge `extra` into a recorded attempt (and its candidate's metadata.json, if it is one); for facts known
+        only after the attempt was recorded, such as a population's overfitting statistics."""
+        target = self.join(ATTEMPTS, f"{attempt_id}.json")
+        with self.fs.open(target, "r") as handle:
+            record = json.load(handle)
+        record.update(extra)
+        self.write_json(target, record)
+        if record.get("candidate_id"):
+            metadata = self.join(CANDIDATES, record["candidate_id"], METADATA_FILE)
+            with self.fs.open(metadata, "r") as handle:
+                meta = json.load(handle)
+            meta.update(extra)
+            self.write_json(metadata, meta)
         return record
 
     def write_json(self, target: str, payload: dict[str, Any]) -> None:

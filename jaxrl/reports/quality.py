@@ -9,18 +9,23 @@ Labels in order of precedence (the first whose condition holds wins; `flags` lis
 1. implausible_result: gate or validation `sharpe` > IMPLAUSIBLE_SHARPE, `rolling_sharpe_mean` >
    IMPLAUSIBLE_ROLLING_SHARPE, or a reported `win_rate` > IMPLAUSIBLE_WIN_RATE. No real daily strategy does that;
    the usual cause is look-ahead. Checked first, so a leak is never celebrated as a pass.
-2. passed: the gate passed (`gate.passed`, or gate value >= threshold when `passed` is absent).
-3. flat_policy_collapse: gate or validation `flat_realized_exposure_ratio` >= FLAT_RATIO, or selection stopped the
+2. gate_metric_divergence: the gate value passed but the report lists a failed candidate rule
+   (`gate.candidate_rules.failed`: by default whole-window `sharpe` or `total_return` <= 0); a report without
+   `candidate_rules` (older ones) is judged on those two numbers. The mean of 30-bar Sharpes rewards calm-window
+   gains; such a model is never a candidate (`jaxrl.gate.rules`). With the rules switched off (gate.require_*:
+   false) the spec's pass alone counts.
+3. passed: the gate passed (`gate.passed`, or gate value >= threshold when `passed` is absent).
+4. flat_policy_collapse: gate or validation `flat_realized_exposure_ratio` >= FLAT_RATIO, or selection stopped the
    run for flatness. Before near_miss: a mostly flat policy near the threshold is a collapse, not a near miss.
-4. near_miss: threshold - NEAR_MISS_MARGIN <= gate value < threshold.
-5. high_turnover_low_sharpe: gate `mean_turnover` >= HIGH_TURNOVER and gate `sharpe` < LOW_SHARPE.
-6. training_to_real_gap: training (or synthetic) Sharpe >= GAP_MIN_TRAIN_SHARPE and at least GAP_SHARPE above the
+5. near_miss: threshold - NEAR_MISS_MARGIN <= gate value < threshold.
+6. high_turnover_low_sharpe: gate `mean_turnover` >= HIGH_TURNOVER and gate `sharpe` < LOW_SHARPE.
+7. training_to_real_gap: training (or synthetic) Sharpe >= GAP_MIN_TRAIN_SHARPE and at least GAP_SHARPE above the
    gate Sharpe.
-7. early_peak_then_degradation: over >= PEAK_MIN_EVALS evaluations of the selection metric in `history`, the best
+8. early_peak_then_degradation: over >= PEAK_MIN_EVALS evaluations of the selection metric in `history`, the best
    lies in the first PEAK_EARLY_FRACTION of them and the mean of the last PEAK_EARLY_FRACTION is at least
    DEGRADATION below it.
-8. reward_pnl_misalignment: `training.reward_pnl_correlation` < MIN_REWARD_PNL_CORRELATION.
-9. underperformed: none of the above.
+9. reward_pnl_misalignment: `training.reward_pnl_correlation` < MIN_REWARD_PNL_CORRELATION.
+10. underperformed: none of the above.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Mapping
 
 LABELS = (
     "implausible_result",
+    "gate_metric_divergence",
     "passed",
     "flat_policy_collapse",
     "near_miss",
@@ -63,6 +69,12 @@ NEXT_ACTIONS = {
         "window must not reach training or checkpoint selection (selection.window=validation), and the same "
         "candidate should be backtested on another instrument (python -m jaxrl.backtest policy=candidate "
         "policy.id=<id> data=<other>)."
+    ),
+    "gate_metric_divergence": (
+        "The rolling-Sharpe gate passed while the gate window lost money (whole-window Sharpe or total return <= 0): "
+        "not a candidate. Look at equity.png and the drawdowns, train with a drawdown or downside penalty "
+        "(env.drawdown_coef, env.downside_coef), keep env.cost_bps at real costs, and select on several validation "
+        "folds (selection.folds) with a lower quantile (selection.aggregate=quantile)."
     ),
     "passed": (
         "Check robustness before use: retrain with 2-3 more seeds, backtest the candidate on another instrument "
@@ -173,6 +185,7 @@ def classify(record: Mapping[str, Any], thresholds: QualityThresholds | None = N
         "threshold": threshold,
         "gap_to_threshold": None if value is None or threshold is None else value - threshold,
         "gate_sharpe": gate_sharpe,
+        "gate_total_return": _num(gate, "total_return"),
         "gate_win_rate": _num(gate, "win_rate"),
         "gate_flat_ratio": _num(gate, "flat_realized_exposure_ratio"),
         "gate_mean_turnover": _num(gate, "mean_turnover"),
@@ -203,6 +216,17 @@ def classify(record: Mapping[str, Any], thresholds: QualityThresholds | None = N
     if passed is True or (not isinstance(passed, bool) and value is not None and threshold is not None
                           and value >= threshold):
         flags.append("passed")
+
+    # 2b. the gate value passed, the money did not (checked after `passed` is known; ranks above it)
+    rules = _block(gate, "candidate_rules")
+    failed_rules = [rule for rule in rules.get("failed") or []
+                    if isinstance(rule, str) and rule != "rolling_sharpe_mean >= threshold"]
+    evidence["failed_candidate_rules"] = float(len(failed_rules)) if "failed" in rules else None
+    losing = bool(failed_rules) if "failed" in rules else (
+        (gate_sharpe is not None and gate_sharpe <= 0)
+        or (evidence["gate_total_return"] is not None and evidence["gate_total_return"] <= 0))
+    if "passed" in flags and losing:
+        flags.append("gate_metric_divergence")
 
     # 3. flat collapse
     if ((evidence["gate_flat_ratio"] is not None and evidence["gate_flat_ratio"] >= th.flat_ratio)
