@@ -126,8 +126,8 @@ def load_candidate(cfg: DictConfig, registry: Registry):
 def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Backtest `cfg.policy` on `cfg.data` through the gate; write the run directory; return the gate report.
 
-    The report is GATE_SPEC's gate report plus `policy`, `env`, `kind` ("baseline" or "candidate"), `optimistic`,
-    the policy settings and, for a recorded baseline, its `attempt_id`.
+    The report is the gate report of docs/GATE_SPEC.md plus `policy`, `env`, `kind` ("baseline" or "candidate"),
+    `optimistic`, the policy settings and, for a recorded baseline, its `attempt_id`.
     """
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(dict(cfg))
