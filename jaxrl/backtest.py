@@ -28,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.baselines import BASELINES, baseline_policy, baseline_settings, on_action_grid, settings_of
 from jaxrl.checkpoint import git_commit, write_json_atomic
 from jaxrl.data import MarketArrays, MarketData
+from jaxrl.data.from_config import load_data
 from jaxrl.envs import is_trading_env, make_env
-from jaxrl.experiment import Experiment, load_data, package_versions
+from jaxrl.experiment import Experiment, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.report import gate_report, gate_setup
 from jaxrl.registry import Registry

@@ -60,7 +60,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
-from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.run import run_experiment
 from jaxrl.registry import Registry
 
 CONFIG_DIR = PROJECT_ROOT / "hydra_conf"

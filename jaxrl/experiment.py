@@ -20,54 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.data import MarketData, load_market
+from jaxrl.data import MarketData
+from jaxrl.data.from_config import load_data
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
 from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
 from jaxrl.offline import make_offline_learner, oracle_notice
-from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
+from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
-
-
-def resolve_data_path(path: str) -> Path:
-    """Absolute paths as given; relative ones against the working directory, then the jaxrl checkout."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    shipped = PROJECT_ROOT / candidate
-    return shipped if shipped.exists() else candidate
-
-
-def load_data(cfg: DictConfig) -> MarketData:
-    """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
-    years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
-    if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
-        from jaxrl.data.funding import funding_from_config
-
-        return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
-                                   resolve=resolve_data_path)
-    if cfg.data.get("kind", "single") == "basket":
-        from jaxrl.data.multi import basket_from_config
-
-        return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
-                                  resolve=resolve_data_path)
-    if cfg.env.name == "portfolio":
-        raise ValueError("env=portfolio trades several instruments: run with data=basket "
-                         "(or another data config with kind: basket)")
-    return load_market(
-        resolve_data_path(cfg.data.path),
-        symbol=cfg.data.get("symbol"),
-        asset_class=cfg.data.get("asset_class", "tradefi"),
-        years=cfg.gate.years,
-        val_years=cfg.gate.val_years,
-        window=cfg.env.window,
-        date_column=cfg.data.get("date_column", "Date"),
-        close_column=cfg.data.get("close_column", "Close"),
-    )
 
 
 def package_versions() -> dict[str, str]:
@@ -103,7 +67,7 @@ class Experiment:
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
             raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
-        synthetic = synthetic_settings(cfg) if market is not None else None
+        synthetic = synthetic_builder(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
         gate = validation = None
@@ -191,15 +155,9 @@ def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
-    """Train, gate, write the run directory and record the attempt. Returns a dict with `gate`, `record`, ...
-    With `run.num_seeds > 1` or a `sweep.*` list, trains a population instead (`jaxrl.population.run`)."""
-    from jaxrl.population import is_population
-
-    if is_population(cfg):
-        from jaxrl.population.run import run_population
-
-        return run_population(cfg, out_dir, verbose=verbose)
+def run_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Train one configuration, gate it, write the run directory and record the attempt. Returns a dict with
+    `gate`, `record`, ... (`jaxrl.run.run_experiment` dispatches populations to `jaxrl.population.run`)."""
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     experiment = Experiment.from_config(cfg)

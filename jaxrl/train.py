@@ -8,7 +8,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.run import run_experiment
 
 CONFIG_DIR = str(PROJECT_ROOT / "hydra_conf")
 

@@ -22,7 +22,8 @@ from helpers import TINY, tiny_config
 
 from jaxrl.agents.ppo import PPO
 from jaxrl.chunks import read_jsonl
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.run import run_experiment
 from jaxrl.population import member_config, member_inputs, population_members, sweep_lists
 from jaxrl.population.learner import Population, PopulationTooLarge, check_memory
 from jaxrl.registry import Registry

@@ -17,7 +17,7 @@ written, so validation and gate backtests (which start on real bars and read onl
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +82,10 @@ class SyntheticBank:
     generator: str  # a name in jaxrl.synth.GENERATORS
     num_segments: int
     episode_len: int  # the longest episode a segment holds
+    # The path sampler, static like the rest: `sample(key, generator, generator_params, feature_mean, feature_std,
+    # num_paths, length) -> (returns (P, length), features (P, length, F))` (jaxrl.synth.sample_market). The bank
+    # builder in jaxrl.synth supplies it, so this package never imports jaxrl.synth.
+    sample: Callable
     generations: int = 1
 
     def __post_init__(self):
@@ -239,11 +243,9 @@ class PositionEnv(environment.Environment):
         """
         if self.bank is None:
             return params
-        from jaxrl.synth.generators import sample_market  # here, not at import: jaxrl.synth imports this module
-
         synthetic = params.synthetic
-        returns, features = sample_market(key, self.bank.generator, synthetic.generator, synthetic.feature_mean,
-                                          synthetic.feature_std, self.bank.num_segments, self.segment_len)
+        returns, features = self.bank.sample(key, self.bank.generator, synthetic.generator, synthetic.feature_mean,
+                                             synthetic.feature_std, self.bank.num_segments, self.segment_len)
         generation = synthetic.generation + 1
         slot = generation % self.bank.generations
         row = synthetic.bank_start + slot * (self.bank.num_segments * self.segment_len)
