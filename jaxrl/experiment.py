@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
+from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
 from jaxrl.data.from_config import load_data
 from jaxrl.envs import is_trading_env, make_env
@@ -183,12 +184,6 @@ def run_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) ->
                             timings, seed=int(cfg.seed))
     say(result["summary"])
     return result
-
-
-def compiled_once(learner, name: str, fn):
-    """`jax.jit(fn)`, made once per learner: a population's members (and resumed runs) reuse one compiled program.
-    `fn` must take everything that differs between calls as arguments."""
-    return learner.__dict__.setdefault(f"_jit_{name}", jax.jit(fn))
 
 
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,

@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir, progress_printer
+from jaxrl.compiled import compiled_once, share_compiled
+from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir, progress_printer
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import Member, member_config, member_inputs, population_members
 from jaxrl.population.summary import format_summary, member_row, population_summary
@@ -75,7 +76,7 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
         f"{'samples' if hasattr(learner, 'dataset_metadata') else 'env steps'} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
 
-    compiled_cache: dict[Any, Any] = {}
+    programs: dict[Any, Any] = {}  # one compiled program for every group
     results: list[dict[str, Any]] = []
     timings_all = {"compile_s": 0.0, "run_s": 0.0}
     for g, group in enumerate(groups):
@@ -88,7 +89,7 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
             continue
         padded = group + [group[-1]] * (size - len(group))
         population = Population(learner, member_inputs(learner, experiment.env_params, padded), mesh)
-        population.__dict__["_compiled_chunks"] = compiled_cache  # every group reuses the one compiled program
+        share_compiled(population, programs)
         if g == 0:
             estimate = check_memory(population, cfg.run.get("memory_limit_gb"))
             write_json_atomic(out_dir / "memory.json", estimate)
