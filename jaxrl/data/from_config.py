@@ -32,8 +32,8 @@ def load_data(cfg: DictConfig) -> MarketData:
         return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
                                   resolve=resolve_data_path)
     if cfg.env.name == "portfolio":
-        raise ValueError("env=portfolio trades several instruments: run with data=basket "
-                         "(or another data config with kind: basket)")
+        raise ValueError(f"env=portfolio trades several instruments, data={cfg.data.get('symbol')} is one: leave "
+                         "data= out for the shipped basket (data=basket), or use another data config with kind: basket")
     return load_market(
         resolve_data_path(cfg.data.path),
         symbol=cfg.data.get("symbol"),
