@@ -10,7 +10,8 @@ skipped, failed before training) and the errors it recorded.
 - **running**: `resume/` or only `config.yaml`: updates done (`metrics.jsonl` rows) against the updates the learner
   runs (`planned_updates`: PPO's `agent.total_timesteps // (agent.num_envs * agent.num_steps)` or an offline
   agent's `agent.num_updates`, rounded up to whole evaluation periods of `selection.eval_every`), periods from
-  `resume/progress.json`, and how long ago it last wrote (a killed run looks the same as a live one; the age tells them apart).
+  `resume/progress.json`, and how long ago it last wrote (a killed run looks the same as a live one; the age
+  tells them apart).
 - A **population** (`run.num_seeds` / `sweep.*`, a directory with `plan.json`) is one row per member: finished from
   `members/<label>/gate.json`, running while its group (`group<NN>/`) trains, **pending** while its group has not
   started, failed when the population directory holds `error.txt`.

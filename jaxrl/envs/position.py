@@ -82,10 +82,7 @@ class SyntheticBank:
     generator: str  # a name in jaxrl.synth.GENERATORS
     num_segments: int
     episode_len: int  # the longest episode a segment holds
-    # The path sampler, static like the rest: `sample(key, generator, generator_params, feature_mean, feature_std,
-    # num_paths, length) -> (returns (P, length), features (P, length, F))` (jaxrl.synth.sample_market). The bank
-    # builder in jaxrl.synth supplies it, so this package never imports jaxrl.synth.
-    sample: Callable
+    sample: Callable  # the path sampler, jaxrl.synth.sample_market (passed in: envs never import jaxrl.synth)
     generations: int = 1
 
     def __post_init__(self):
