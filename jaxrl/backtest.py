@@ -28,10 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.baselines import BASELINES, baseline_policy, baseline_settings, on_action_grid, settings_of
 from jaxrl.checkpoint import git_commit, write_json_atomic
 from jaxrl.data import MarketArrays, MarketData
+from jaxrl.data.from_config import load_data
 from jaxrl.edge import absolute_location, absolute_paths
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError, take_debug_flag, user_errors
-from jaxrl.experiment import Experiment, load_data, package_versions
+from jaxrl.experiment import Experiment, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.report import gate_report, gate_setup
 from jaxrl.registry import Registry
@@ -128,8 +129,8 @@ def load_candidate(cfg: DictConfig, registry: Registry):
 def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Backtest `cfg.policy` on `cfg.data` through the gate; write the run directory; return the gate report.
 
-    The report is GATE_SPEC's gate report plus `policy`, `env`, `kind` ("baseline" or "candidate"), `optimistic`,
-    the policy settings and, for a recorded baseline, its `attempt_id`.
+    The report is the gate report of docs/GATE_SPEC.md plus `policy`, `env`, `kind` ("baseline" or "candidate"),
+    `optimistic`, the policy settings and, for a recorded baseline, its `attempt_id`.
     """
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(dict(cfg))

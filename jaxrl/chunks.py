@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import jaxrl.checkpoint  # noqa: F401  (quiets orbax's INFO logging)
+from jaxrl.compiled import compiled_cache
 
 STATE_DIR = "resume"
 PROGRESS_FILE = "progress.json"
@@ -89,8 +90,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     per_call = max(1, min(total, int(chunk_updates or total * period) // period))
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
-    # Compiled functions live on the learner, so later runs of the same learner (resume, tests) reuse them.
-    compiled: dict[Any, Any] = learner.__dict__.setdefault("_compiled_chunks", {})
+    # Compiled functions are kept per learner, so later runs of the same learner (resume, tests) reuse them.
+    compiled: dict[Any, Any] = compiled_cache(learner).setdefault("chunks", {})
     init = compiled.setdefault("init", jax.jit(learner.init_state))
     key = learner.init_input(seed) if hasattr(learner, "init_input") else jax.random.PRNGKey(seed)
     place = getattr(learner, "place_state", lambda tree: tree)

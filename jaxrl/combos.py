@@ -63,7 +63,8 @@ from jaxrl.cells import (DEFAULT_NETWORK, ONLINE_AGENTS, STATE_FILE, ComboState,
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides,
                         recipe_of_config, register_resolvers)
 from jaxrl.errors import UserError, outcome_code, take_debug_flag, user_errors
-from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.run import run_experiment
 from jaxrl.runlock import run_lock
 
 register_resolvers()  # config.yaml's hydra.sweep.subdir

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from jaxrl.data.from_config import resolve_data_path
 from jaxrl.data.loader import file_sha256
 from jaxrl.errors import UserError
 
@@ -37,14 +38,7 @@ NAME_LIMIT = 80
 # ---- paths ---------------------------------------------------------------------------------------------------------
 def absolute_data_path(path: str | Path, cwd: str | Path | None = None) -> Path:
     """Absolute as given; relative against `cwd` (default: the working directory), then the jaxrl checkout."""
-    cwd = Path(cwd or os.getcwd())
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        return candidate
-    if (cwd / candidate).exists():
-        return (cwd / candidate).resolve()
-    shipped = PROJECT_ROOT / candidate
-    return shipped if shipped.exists() else (cwd / candidate).absolute()
+    return resolve_data_path(path, cwd)
 
 
 def absolute_location(path: str, cwd: str | Path | None = None) -> str:

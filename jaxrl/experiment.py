@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.data import MarketData, load_market
-from jaxrl.edge import absolute_data_path
+from jaxrl.compiled import compiled_once
+from jaxrl.data import MarketData
+from jaxrl.data.from_config import load_data
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError
 from jaxrl.gate.honest import honest_lines, honest_report
@@ -34,44 +35,10 @@ from jaxrl.offline.common import OfflineLearner
 from jaxrl.offline.warm_start import warm_start
 from jaxrl.progress import progress_printer, work_units
 from jaxrl.runlock import run_lock
-from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
+from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
-
-
-def resolve_data_path(path: str) -> Path:
-    """Absolute paths as given; relative ones against the working directory, then the jaxrl checkout (absolute)."""
-    return absolute_data_path(path)
-
-
-def load_data(cfg: DictConfig) -> MarketData:
-    """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
-    years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
-    folds = {"folds": cfg.selection.get("folds", 1), "embargo": cfg.selection.get("embargo", 0)}  # 1, 0: one window
-    if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
-        from jaxrl.data.funding import funding_from_config
-
-        return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
-                                   resolve=resolve_data_path, **folds)
-    if cfg.data.get("kind", "single") == "basket":
-        from jaxrl.data.multi import basket_from_config
-
-        return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
-                                  resolve=resolve_data_path, **folds)
-    if cfg.env.name == "portfolio":
-        raise ValueError("env=portfolio trades several instruments: run with data=basket "
-                         "(or another data config with kind: basket)")
-    return load_market(
-        resolve_data_path(cfg.data.path),
-        symbol=cfg.data.get("symbol"),
-        asset_class=cfg.data.get("asset_class", "tradefi"),
-        years=cfg.gate.years,
-        val_years=cfg.gate.val_years,
-        window=cfg.env.window,
-        date_column=cfg.data.get("date_column", "Date"),
-        close_column=cfg.data.get("close_column", "Close"), **folds,
-    )
 
 
 def package_versions() -> dict[str, str]:
@@ -107,7 +74,7 @@ class Experiment:
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
             raise UserError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
-        synthetic = synthetic_settings(cfg) if market is not None else None
+        synthetic = synthetic_builder(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
         gate = validation = None
@@ -166,15 +133,9 @@ def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
-    """Train, gate, write the run directory and record the attempt. Returns a dict with `gate`, `record`, ...
-    With `run.num_seeds > 1` or a `sweep.*` list, trains a population instead (`jaxrl.population.run`)."""
-    from jaxrl.population import is_population
-
-    if is_population(cfg):
-        from jaxrl.population.run import run_population
-
-        return run_population(cfg, out_dir, verbose=verbose)
+def run_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Train one configuration, gate it, write the run directory and record the attempt. Returns a dict with
+    `gate`, `record`, ... (`jaxrl.run.run_experiment` dispatches populations to `jaxrl.population.run`)."""
     with run_lock(out_dir, say=print if verbose else (lambda *a, **k: None)):  # one writer per run directory
         return _train_single(cfg, out_dir, verbose=verbose)
 
@@ -205,12 +166,6 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dic
                             timings, seed=int(cfg.seed))
     say(result["summary"])
     return result
-
-
-def compiled_once(learner, name: str, fn):
-    """`jax.jit(fn)`, made once per learner: a population's members (and resumed runs) reuse one compiled program.
-    `fn` must take everything that differs between calls as arguments."""
-    return learner.__dict__.setdefault(f"_jit_{name}", jax.jit(fn))
 
 
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,

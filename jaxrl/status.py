@@ -7,9 +7,11 @@ skipped, failed before training) and the errors it recorded.
 
 - **finished**: `gate.json` (or `summary.txt` for a run without a gate): symbol, agent, seed, gate value, passed.
 - **failed**: `error.txt` in the run directory, or a `failed` entry in `combos_state.json`.
-- **running**: `resume/` or only `config.yaml`: updates done (`metrics.jsonl` rows) against the planned
-  `agent.total_timesteps // (agent.num_envs * agent.num_steps)`, periods from `resume/progress.json`, and how long
-  ago it last wrote (a killed run looks the same as a live one; the age tells them apart).
+- **running**: `resume/` or only `config.yaml`: updates done (`metrics.jsonl` rows) against the updates the learner
+  runs (`planned_updates`: PPO's `agent.total_timesteps // (agent.num_envs * agent.num_steps)` or an offline
+  agent's `agent.num_updates`, rounded up to whole evaluation periods of `selection.eval_every`), periods from
+  `resume/progress.json`, and how long ago it last wrote (a killed run looks the same as a live one; the age
+  tells them apart).
 - A **population** (`run.num_seeds` / `sweep.*`, a directory with `plan.json`) is one row per member: finished from
   `members/<label>/gate.json`, running while its group (`group<NN>/`) trains, **pending** while its group has not
   started, failed when the population directory holds `error.txt`.
@@ -38,6 +40,7 @@ PLAN_FILE = "plan.json"  # a population run directory (jaxrl.population.run)
 SKIP_DIRS = {"resume", "checkpoint", ".hydra", ".submitit", "__pycache__"}
 MAX_DEPTH = 4
 STATUS_ORDER = {"running": 0, "failed": 1, "finished": 2, "pending": 3, "skipped": 4}
+DEFAULT_EVAL_EVERY = 10  # SelectionConfig().eval_every (this module reads files only: it imports no JAX)
 
 
 def _read_json(path: Path) -> Any:
@@ -95,15 +98,21 @@ def find_members(root: Path) -> list[Path]:
 
 
 def planned_updates(config: dict[str, Any]) -> int | None:
+    """The updates the learner of `config` runs, as PPO and the offline learners count them: the requested updates
+    (PPO: total_timesteps // (num_envs * num_steps), at least 1; offline: num_updates), rounded up to whole
+    evaluation periods of `selection.eval_every` updates. None when the config does not say."""
     agent = config.get("agent") or {}
     try:
         if agent.get("total_timesteps") and agent.get("num_envs") and agent.get("num_steps"):
-            return int(agent["total_timesteps"]) // (int(agent["num_envs"]) * int(agent["num_steps"]))
-        if agent.get("num_updates"):
-            return int(agent["num_updates"])
+            requested = max(int(agent["total_timesteps"]) // (int(agent["num_envs"]) * int(agent["num_steps"])), 1)
+        elif agent.get("num_updates"):
+            requested = int(agent["num_updates"])
+        else:
+            return None
+        period = int((config.get("selection") or {}).get("eval_every") or DEFAULT_EVAL_EVERY)
     except (TypeError, ValueError):
-        pass
-    return None
+        return None
+    return -(-requested // period) * period
 
 
 def _last_write(run_dir: Path) -> float | None:

@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 from jaxrl.edge import absolute_paths, apply_agent_overrides, register_resolvers
 from jaxrl.errors import take_debug_flag, user_errors
-from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.run import run_experiment
 
 CONFIG_DIR = str(PROJECT_ROOT / "hydra_conf")
 register_resolvers()  # ${jaxrl_run_name:...} in hydra.run.dir and hydra.sweep.subdir

@@ -18,7 +18,8 @@ from hydra import compose, initialize_config_dir
 from jaxrl.backtest import CandidateNotFound, backtest_baseline, run_backtest
 from jaxrl.baselines import BASELINE_DEFAULTS, BASELINES, baseline_policy, make_baseline
 from jaxrl.data import MarketArrays
-from jaxrl.experiment import PROJECT_ROOT, Experiment, load_data
+from jaxrl.data.from_config import load_data
+from jaxrl.experiment import PROJECT_ROOT, Experiment
 from jaxrl.envs import make_env
 from jaxrl.gate.backtest import evaluate
 from jaxrl.gate.report import gate_setup

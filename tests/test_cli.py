@@ -24,7 +24,8 @@ from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys,
                         recipe_of_config, run_name, swept_keys)
 from jaxrl.envs import TRADING_ENVS
 from jaxrl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UserError, outcome_code, user_errors
-from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.run import run_experiment
 from jaxrl.offline.rebrac import ReBRAC
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.runlock import LOCK_FILE, RunLocked, acquire, read_lock, release, run_lock

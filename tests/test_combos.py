@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import jaxrl.chunks
 import jaxrl.combos as combos
-import jaxrl.experiment
+import jaxrl.run
 from jaxrl.combos import CONFIG_DIR, compose_training_config, grid_combinations, run_combos
 from jaxrl.experiment import PROJECT_ROOT
 from jaxrl.registry import Registry
@@ -50,7 +50,7 @@ class Calls:
             (out_dir / "summary.txt").write_text("faked\n")
             self.results[symbol] = {"gate": gate, "record": {"attempt_id": f"fake-{symbol}"}}
         else:
-            self.results[symbol] = jaxrl.experiment.run_experiment(cfg, out_dir, verbose=verbose)
+            self.results[symbol] = jaxrl.run.run_experiment(cfg, out_dir, verbose=verbose)
         return self.results[symbol]
 
 

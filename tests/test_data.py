@@ -1,5 +1,5 @@
-"""The strict loader: every bad input names the file and the row, the split follows GATE_SPEC, features are causal
-float32 normalised on the train rows only."""
+"""The strict loader: every bad input names the file and the row, the split follows docs/GATE_SPEC.md, features are
+causal float32 normalised on the train rows only."""
 
 from __future__ import annotations
 

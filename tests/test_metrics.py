@@ -1,4 +1,4 @@
-"""The compiled float32 gate metrics agree with the float64 numpy reference (GATE_SPEC.md) on real data."""
+"""The compiled float32 gate metrics agree with the float64 numpy reference (docs/GATE_SPEC.md) on real data."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_max_drawdown_counts_starting_equity_as_peak(gate_metrics_jit):
 
 
 def test_reference_by_hand():
-    """The reference itself, against numbers worked out by hand from GATE_SPEC.md."""
+    """The reference itself, against numbers worked out by hand from docs/GATE_SPEC.md."""
     s = np.array([0.1, -0.5, 0.2])
     m = gate_metrics_np(s, np.array([1.0, 0.0005, -2.0]), 1, window=2)
     assert m["total_return"] == pytest.approx(1.1 * 0.5 * 1.2 - 1.0)

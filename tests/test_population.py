@@ -22,7 +22,8 @@ from helpers import TINY, tiny_config
 
 from jaxrl.agents.ppo import PPO
 from jaxrl.chunks import read_jsonl
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.run import run_experiment
 from jaxrl.population import member_config, member_inputs, population_members, sweep_lists
 from jaxrl.population.learner import Population, PopulationTooLarge, check_memory
 from jaxrl.registry import Registry
@@ -292,6 +293,7 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     from helpers import tiny_config
     from jaxrl.chunks import run_in_chunks
+    from jaxrl.compiled import compiled_cache, share_compiled
     from jaxrl.experiment import Experiment
     from jaxrl.population import member_inputs, population_members
     from jaxrl.population.learner import Population, member_mesh
@@ -315,9 +317,9 @@ SHARDED = textwrap.dedent("""
     # Other sweep values (a learning rate and a traced env setting) through the same compiled program.
     other = population_members(tiny_config("run.num_seeds=4", "sweep.lr=[5e-4]", "sweep.env.cost_bps=[2]"))
     again = Population(experiment.learner, member_inputs(experiment.learner, experiment.env_params, other), None)
-    compiled = one.__dict__["_compiled_chunks"]
+    compiled = compiled_cache(one)["chunks"]
     programs = dict(compiled)
-    again.__dict__["_compiled_chunks"] = compiled
+    share_compiled(again, compiled_cache(one))
     state, _ = run_in_chunks(again, 0, 2)
     assert compiled.keys() == programs.keys() and all(compiled[k] is programs[k] for k in programs)
     np.testing.assert_allclose(np.asarray(state["runner"].hyper.lr), 5e-4, rtol=1e-6)

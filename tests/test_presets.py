@@ -19,7 +19,7 @@ PRESET_DIR = PROJECT_ROOT / "hydra_conf" / "preset"
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 FAMILIES = [p for p in PRESETS if p != "none"]
 DATA = sorted(p.stem for p in (PROJECT_ROOT / "hydra_conf" / "data").glob("*.yaml"))
-SPEC_THRESHOLD = 1.0  # GATE_SPEC.md: the default threshold; a preset may raise it, never lower it
+SPEC_THRESHOLD = 1.0  # docs/GATE_SPEC.md: the default threshold; a preset may raise it, never lower it
 
 # What each family sets (pinned even where equal to the default) ...
 SETS = {"env.reward_scale", "env.target_deadband", "env.rebalance_deadband", "env.flat_penalty_threshold",

@@ -6,6 +6,7 @@ import pytest
 from helpers import tiny_config
 
 from jaxrl.chunks import read_jsonl, run_in_chunks
+from jaxrl.compiled import compiled_cache
 from jaxrl.experiment import Experiment
 from jaxrl.gate.backtest import evaluate
 from jaxrl.gate.selection import SelectionConfig, init_selection, select
@@ -83,7 +84,7 @@ def test_flat_policy_triggers_early_stop_and_freezes_parameters(tmp_path):
     assert [row["stopped"] for row in history] == [0.0, 1.0]
     assert all(row["flat_realized_exposure_ratio"] == 1.0 for row in history)
     # Parameters stop changing: another period after the stop leaves them as they were.
-    later, metrics, _ = learner._compiled_chunks[1](state)
+    later, metrics, _ = compiled_cache(learner)["chunks"][1](state)
     assert_trees_equal(later["runner"].params, state["runner"].params)
     assert np.all(np.asarray(metrics["frozen"]) == 1.0)
 

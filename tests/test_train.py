@@ -11,7 +11,8 @@ from helpers import TINY_AGENT, tiny_config
 
 import jaxrl.checkpoint
 from jaxrl.checkpoint import load_model
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.run import run_experiment
 from jaxrl.metrics import METRIC_NAMES
 from jaxrl.registry import Registry
 

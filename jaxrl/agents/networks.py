@@ -10,21 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.networks.init import orthogonal
+from jaxrl.networks.mlp import MLP
 
-ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 MASKED_LOGIT = -1e9  # large but finite, so log-probabilities of masked policies stay finite
-
-
-class MLP(nn.Module):
-    hidden: Sequence[int]
-    activation: str = "tanh"
-
-    @nn.compact
-    def __call__(self, x):
-        act = ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        return x
 
 
 class ActorCritic(nn.Module):
@@ -43,7 +31,7 @@ class ActorCritic(nn.Module):
 
     def _torso(self, name: str, obs, deterministic: bool | None):
         if self.torso is None:
-            return MLP(self.hidden, self.activation, name=name)(obs)
+            return MLP(self.hidden, self.activation, kernel_init=orthogonal(np.sqrt(2.0)), name=name)(obs)
         return self.torso.build(name)(obs, deterministic=deterministic)
 
     @nn.compact

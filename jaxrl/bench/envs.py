@@ -15,6 +15,10 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl.bench.core import Bench, Record, benchmark, best_time, compile_timed
+from jaxrl.reference import NumpyPositionEnv
+from jaxrl.reference.exit_np import NumpyExitEnv
+from jaxrl.reference.funding_np import NumpyFundingEnv
+from jaxrl.reference.portfolio_np import NumpyPortfolioEnv
 from jaxrl.sharding import shard_map_unchecked
 
 def unbounded(space) -> bool:
@@ -170,8 +174,6 @@ def env_position_all_devices(bench: Bench) -> list[Record]:
 
 @benchmark("env/position/numpy_reference")
 def env_position_numpy(bench: Bench) -> list[Record]:
-    from jaxrl.reference import NumpyPositionEnv
-
     experiment = bench.experiment()
     arrays, params = experiment.market.arrays, experiment.env_params
     reference = NumpyPositionEnv(np.asarray(arrays.returns), np.asarray(arrays.features),
@@ -193,8 +195,6 @@ def env_portfolio(bench: Bench) -> list[Record]:
 
 @benchmark("env/portfolio/numpy_reference")
 def env_portfolio_numpy(bench: Bench) -> list[Record]:
-    from jaxrl.reference.portfolio_np import NumpyPortfolioEnv
-
     experiment = bench.experiment(PORTFOLIO)
     arrays, params = experiment.market.arrays, experiment.env_params
     reference = NumpyPortfolioEnv(np.asarray(arrays.returns), np.asarray(arrays.features),
@@ -211,8 +211,6 @@ def env_exit(bench: Bench) -> list[Record]:
 @benchmark("env/exit/numpy_reference")
 def env_exit_numpy(bench: Bench) -> list[Record]:
     """An episode is one trade, from a random train entry bar to its exit (at most max_hold bars)."""
-    from jaxrl.reference.exit_np import NumpyExitEnv
-
     experiment = bench.experiment(EXIT)
     arrays, params = experiment.market.arrays, experiment.env_params
     reference = NumpyExitEnv(np.asarray(arrays.closes), np.asarray(arrays.features),
@@ -228,8 +226,6 @@ def env_funding(bench: Bench) -> list[Record]:
 
 @benchmark("env/funding/numpy_reference")
 def env_funding_numpy(bench: Bench) -> list[Record]:
-    from jaxrl.reference.funding_np import NumpyFundingEnv
-
     experiment = bench.experiment(FUNDING)
     arrays, params = experiment.market.arrays, experiment.env_params
     reference = NumpyFundingEnv(np.asarray(arrays.returns), np.asarray(arrays.spreads), np.asarray(arrays.features),

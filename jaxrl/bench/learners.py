@@ -8,6 +8,7 @@ from functools import partial
 import jax
 
 from jaxrl.bench.core import Bench, Record, benchmark, best_time, compile_timed
+from jaxrl.offline import ALGORITHMS, bench_offline
 
 def bench_learner(bench: Bench, name: str, learner) -> list[Record]:
     """Training env-steps/s of `learner.run_updates(runner, bench.ppo_updates)` from a fresh runner."""
@@ -30,8 +31,6 @@ def offline_learners(bench: Bench) -> list[Record]:
     """Samples/s of every offline learner (hydra_conf/agent/<algo>.yaml, labeler trend_following) on the position
     env: `20 * ppo_updates` updates in one compiled scan, no validation backtests; the dataset build is not timed.
     Command-line `agent.*` overrides are PPO's and are left out here."""
-    from jaxrl.offline import ALGORITHMS, bench_offline
-
     not_agent = tuple(o for o in bench.overrides if not o.lstrip("+~").startswith("agent."))
     context = replace(bench, overrides=not_agent, _experiments={})
     updates = 20 * bench.ppo_updates

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import gymnax
 
@@ -30,11 +30,12 @@ def check_settings(name: str, settings: Mapping[str, Any], params_type) -> None:
                          f"or a preset= (the presets are for env=position); {name}'s settings: {sorted(known)}")
 
 
-def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, Any] | None = None):
+def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Callable | None = None):
     """(env, env_params) from an `env/` config. Trading environments need the loaded market data.
 
-    `synthetic`: `jaxrl.synth.training.synthetic_settings(cfg)`, None for `data.train_source=real`; position only.
-    Training episodes then run on generated paths too (`jaxrl.synth.training.synthetic_position_env`).
+    `synthetic`: position only, None for `data.train_source=real`; else `synthetic(env, market, **numbers) ->
+    (env, params)` builds the env with a bank of generated paths from the env's numeric settings (the caller passes
+    `jaxrl.synth.training.synthetic_builder(cfg)`: this package does not import jaxrl.synth, which imports it).
     """
     cfg = dict(env_cfg)
     name = cfg.pop("name")
@@ -44,7 +45,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
     if name in ("position", "exit") and multi:
         raise ValueError(f"env {name!r} trades one instrument; data {market.symbol} has several")
     if synthetic is not None and name != "position":
-        raise ValueError(f"data.train_source={synthetic['train_source']!r} needs env=position, not env={name!r}")
+        raise ValueError(f"synthetic training data (data.train_source) needs env=position, not env={name!r}")
     if name == "position":
         grid = cfg.pop("action_grid", None)
         env = PositionEnv(
@@ -58,9 +59,7 @@ def make_env(env_cfg: Mapping[str, Any], market=None, synthetic: Mapping[str, An
         )
         check_settings(name, cfg, PositionParams)
         if synthetic is not None:
-            from jaxrl.synth.training import synthetic_position_env  # jaxrl.synth imports this package
-
-            return synthetic_position_env(env, market, **synthetic, **cfg)
+            return synthetic(env, market, **cfg)
         return env, env.params_for_train(market, **cfg)
     if name == "portfolio":
         if getattr(market, "num_assets", None) is None:

@@ -189,11 +189,9 @@ class PositionEnv(environment.Environment):
         """
         if self.bank is None:
             return params
-        from jaxrl.synth.generators import sample_market  # here, not at import: jaxrl.synth imports this module
-
         synthetic = params.synthetic
-        returns, features = sample_market(key, self.bank.generator, synthetic.generator, synthetic.feature_mean,
-                                          synthetic.feature_std, self.bank.num_segments, self.segment_len)
+        returns, features = self.bank.sample(key, self.bank.generator, synthetic.generator, synthetic.feature_mean,
+                                             synthetic.feature_std, self.bank.num_segments, self.segment_len)
         generation = synthetic.generation + 1
         slot = generation % self.bank.generations
         row = synthetic.bank_start + slot * (self.bank.num_segments * self.segment_len)

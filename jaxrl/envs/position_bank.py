@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ class SyntheticBank:
     generator: str  # a name in jaxrl.synth.GENERATORS
     num_segments: int
     episode_len: int  # the longest episode a segment holds
+    sample: Callable  # the path sampler, jaxrl.synth.sample_market (passed in: envs never import jaxrl.synth)
     generations: int = 1
 
     def __post_init__(self):

@@ -1,4 +1,4 @@
-"""The gate report of GATE_SPEC.md, assembled on the host from the in-graph metrics."""
+"""The gate report of docs/GATE_SPEC.md, assembled on the host from the in-graph metrics."""
 
 from __future__ import annotations
 

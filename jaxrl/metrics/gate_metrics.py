@@ -1,4 +1,4 @@
-"""The gate's accounting and metrics as pure jnp functions (GATE_SPEC.md). One module, reused everywhere.
+"""The gate's accounting and metrics as pure jnp functions (docs/GATE_SPEC.md). One module, reused everywhere.
 
 The environment calls `bar_return` for its per-step P&L; the backtest and baselines call `strategy_returns` on an
 exposure sequence; every report calls `gate_metrics`. All are jit-, vmap- and grad-safe.

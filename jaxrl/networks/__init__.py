@@ -1,9 +1,8 @@
-"""Backbones over a window of causal features, and the `Torso` that puts one in front of the agents' heads."""
+"""The shared MLP and activation table, backbones over a window of causal features, and the `Torso` that puts one
+in front of the agents' heads."""
 
 from jaxrl.networks.backbones import (
-    ACTIVATIONS,
     BACKBONES,
-    NORMS,
     SEQUENCE_BACKBONES,
     TCN,
     CausalConv,
@@ -16,10 +15,11 @@ from jaxrl.networks.backbones import (
     make_backbone,
     param_count,
 )
+from jaxrl.networks.mlp import ACTIVATIONS, MLP, NORMS, activation_fn, dense_layers, norm_layer
 from jaxrl.networks.torso import Torso, TorsoSpec, torso_from_config, torso_spec
 
 __all__ = [
-    "ACTIVATIONS", "BACKBONES", "NORMS", "SEQUENCE_BACKBONES", "TCN", "CausalConv", "CausalTimeMixing",
-    "ITransformer", "MLPBackbone", "PriceCausalMixer", "Torso", "TorsoSpec", "backbone_settings", "freeze_kwargs",
-    "make_backbone", "param_count", "torso_from_config", "torso_spec",
+    "ACTIVATIONS", "BACKBONES", "MLP", "NORMS", "SEQUENCE_BACKBONES", "TCN", "CausalConv", "CausalTimeMixing",
+    "ITransformer", "MLPBackbone", "PriceCausalMixer", "Torso", "TorsoSpec", "activation_fn", "backbone_settings",
+    "dense_layers", "freeze_kwargs", "make_backbone", "norm_layer", "param_count", "torso_from_config", "torso_spec",
 ]

@@ -12,7 +12,7 @@ channels), never across time, so it cannot leak the future either.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -21,27 +21,9 @@ import numpy as np
 
 from jaxrl.errors import UserError
 from jaxrl.networks.init import orthogonal
+from jaxrl.networks.mlp import activation_fn, dense_layers, norm_layer
 
-ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
-NORMS = ("none", "layer", "rms")
 POOLS = ("last", "mean")
-
-
-def _activation(name: str) -> Callable:
-    if name not in ACTIVATIONS:
-        raise UserError(f"unknown activation {name!r}; available: {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
-
-
-def _norm(kind: str, name: str | None = None) -> Callable:
-    """Normalisation over the last (channel) axis only."""
-    if kind == "none":
-        return lambda x: x
-    if kind == "layer":
-        return nn.LayerNorm(name=name)
-    if kind == "rms":
-        return nn.RMSNorm(name=name)
-    raise UserError(f"unknown norm {kind!r}; available: {list(NORMS)}")
 
 
 def _deterministic(module: nn.Module, override: bool | None) -> bool:
@@ -60,14 +42,10 @@ class MLPBackbone(nn.Module):
 
     @nn.compact
     def __call__(self, x, deterministic: bool | None = None):
-        act = _activation(self.activation)
-        deterministic = _deterministic(self, deterministic)
         x = x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
-        for width in (*self.hidden, self.embed_dim):
-            x = nn.Dense(int(width), kernel_init=orthogonal(np.sqrt(2.0)))(x)
-            x = act(_norm(self.norm)(x))
-            x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-        return x
+        return dense_layers(x, (*self.hidden, self.embed_dim), self.activation, kernel_init=orthogonal(np.sqrt(2.0)),
+                            norm=self.norm, dropout_rate=self.dropout_rate,
+                            deterministic=_deterministic(self, deterministic))
 
 
 class CausalConv(nn.Module):
@@ -131,18 +109,18 @@ class TCN(nn.Module):
 
     @nn.compact
     def __call__(self, x, per_step: bool = False, deterministic: bool | None = None):
-        act = _activation(self.activation)
+        act = activation_fn(self.activation)
         deterministic = _deterministic(self, deterministic)
         h = nn.Dense(self.channels, name="input_projection")(x)  # per time step: causal
         for block in range(self.num_blocks):
             dilation = 2**block
-            y = _norm(self.norm, name=f"norm_{block}")(h)
+            y = norm_layer(self.norm, name=f"norm_{block}")(h)
             y = act(CausalConv(self.channels, self.kernel_size, dilation, name=f"conv_{block}_a")(y))
             y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
             y = act(CausalConv(self.channels, self.kernel_size, dilation, name=f"conv_{block}_b")(y))
             y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
             h = h + y
-        h = _norm(self.norm, name="final_norm")(h)
+        h = norm_layer(self.norm, name="final_norm")(h)
         if per_step:
             return h
         return act(nn.Dense(self.embed_dim, name="embed")(_pool_time(h, self.pool)))
@@ -196,19 +174,19 @@ class PriceCausalMixer(nn.Module):
 
     @nn.compact
     def __call__(self, x, per_step: bool = False, deterministic: bool | None = None):
-        act = _activation(self.activation)
+        act = activation_fn(self.activation)
         deterministic = _deterministic(self, deterministic)
         h = nn.Dense(self.channels, name="input_projection")(x)
         for block in range(self.num_blocks):
-            y = _norm(self.norm, name=f"time_norm_{block}")(h)
+            y = norm_layer(self.norm, name=f"time_norm_{block}")(h)
             y = act(CausalTimeMixing(name=f"time_mix_{block}_a")(y))
             y = CausalTimeMixing(name=f"time_mix_{block}_b")(y)
             h = h + nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-            y = _norm(self.norm, name=f"channel_norm_{block}")(h)
+            y = norm_layer(self.norm, name=f"channel_norm_{block}")(h)
             y = act(nn.Dense(self.channels * self.channel_expansion, name=f"channel_mix_{block}_a")(y))
             y = nn.Dense(self.channels, name=f"channel_mix_{block}_b")(y)
             h = h + nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        h = _norm(self.norm, name="final_norm")(h)
+        h = norm_layer(self.norm, name="final_norm")(h)
         if per_step:
             return h
         return act(nn.Dense(self.embed_dim, name="embed")(_pool_time(h, self.pool)))
@@ -236,24 +214,24 @@ class ITransformer(nn.Module):
 
     @nn.compact
     def __call__(self, x, deterministic: bool | None = None):
-        act = _activation(self.activation)
+        act = activation_fn(self.activation)
         deterministic = _deterministic(self, deterministic)
         tokens = jnp.swapaxes(x, -1, -2)  # (..., features, time): one token per feature series
         h = nn.Dense(self.d_model, name="token_embedding")(tokens)
         if self.feature_embedding:
             h = h + self.param("feature_embedding", nn.initializers.normal(0.02), h.shape[-2:])
         for layer in range(self.num_layers):
-            y = _norm(self.norm, name=f"attention_norm_{layer}")(h)
+            y = norm_layer(self.norm, name=f"attention_norm_{layer}")(h)
             y = nn.MultiHeadDotProductAttention(
                 num_heads=self.num_heads, qkv_features=self.d_model, dropout_rate=self.dropout_rate,
                 deterministic=deterministic, name=f"attention_{layer}",
             )(y, y)
             h = h + y
-            y = _norm(self.norm, name=f"mlp_norm_{layer}")(h)
+            y = norm_layer(self.norm, name=f"mlp_norm_{layer}")(h)
             y = act(nn.Dense(self.d_model * self.mlp_ratio, name=f"mlp_{layer}_a")(y))
             y = nn.Dense(self.d_model, name=f"mlp_{layer}_b")(y)
             h = h + nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        h = _norm(self.norm, name="final_norm")(h)
+        h = norm_layer(self.norm, name="final_norm")(h)
         if self.pool == "mean":
             pooled = jnp.mean(h, axis=-2)
         elif self.pool == "flatten":

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.networks.init import orthogonal
-from jaxrl.networks.backbones import _activation, backbone_settings, freeze_kwargs
+from jaxrl.networks.backbones import backbone_settings, freeze_kwargs
+from jaxrl.networks.mlp import dense_layers
 
 TORSO_KEYS = ("head_hidden", "head_activation")  # settings in a network config that belong to the torso
 
@@ -46,10 +47,7 @@ class Torso(nn.Module):
         net = cls(**settings, name="backbone")  # params["backbone"]: the same tree `make_backbone(...).init` makes
         embedding = net(window, deterministic=deterministic)
         x = jnp.concatenate([embedding, extra], axis=-1)
-        act = _activation(self.head_activation)
-        for width in self.head_hidden:
-            x = act(nn.Dense(int(width), kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        return x
+        return dense_layers(x, self.head_hidden, self.head_activation, kernel_init=orthogonal(np.sqrt(2.0)))
 
 
 def torso_from_config(network: Mapping[str, Any], window: int, num_features: int, **overrides: Any) -> Torso:

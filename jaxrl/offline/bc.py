@@ -15,7 +15,7 @@ import optax
 from flax import struct
 
 from jaxrl.offline.common import OfflineConfig, OfflineLearner
-from jaxrl.offline.networks import DeterministicActor, Net, ScoreHead, gradient_step, minibatch, new_net
+from jaxrl.offline.networks import DenseHead, Net, gradient_step, minibatch, new_net
 from jaxrl.offline.dataset import Dataset
 
 
@@ -47,9 +47,10 @@ class BC(OfflineLearner):
     def setup(self):
         cfg = self.config
         if self.discrete:
-            self.actor = ScoreHead(self.num_actions, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso)
+            self.actor = DenseHead(self.num_actions, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso)
         else:
-            self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso)
+            self.actor = DenseHead(self.action_dim, cfg.hidden, cfg.activation, cfg.layer_norm, self.torso,
+                                   tanh=True)
 
     def init_train(self, key, hyper: BCHyper):
         return BCState(new_net(self.actor.init(key, jnp.zeros(self.obs_shape, jnp.float32))))

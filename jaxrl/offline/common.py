@@ -52,7 +52,7 @@ from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
 from jaxrl.networks import TorsoSpec
 from jaxrl.offline.dataset import Dataset, check_compatible
-from jaxrl.offline.networks import ACTIVATIONS
+from jaxrl.networks import ACTIVATIONS
 
 # ---- configuration ----------------------------------------------------------------------------------------------
 def hyper_fields(hyper_type) -> tuple[str, ...]:

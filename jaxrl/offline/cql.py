@@ -26,10 +26,10 @@ from flax import struct
 from jaxrl.networks import TorsoSpec
 from jaxrl.offline.common import OfflineConfig, OfflineLearner
 from jaxrl.offline.networks import (
-    DenseStack,
+    DenseHead,
     Net,
     QEnsemble,
-    ScoreHead,
+    dense_stack,
     encode,
     gradient_step,
     minibatch,
@@ -94,7 +94,7 @@ class TanhGaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation)(encode(self.torso, obs))
+        x = dense_stack(self.hidden, self.activation)(encode(self.torso, obs))
         mean = nn.Dense(self.action_dim)(x)
         log_std = jnp.clip(nn.Dense(self.action_dim)(x), LOG_STD_MIN, LOG_STD_MAX)
         return mean, log_std
@@ -221,7 +221,7 @@ class DiscreteCQL(OfflineLearner):
         if not self.discrete:
             raise ValueError("DiscreteCQL needs a discrete action space (env.action_grid); use CQL for continuous")
         cfg = self.config
-        self.q_network = ScoreHead(self.num_actions, cfg.hidden, cfg.activation, torso=self.torso)
+        self.q_network = DenseHead(self.num_actions, cfg.hidden, cfg.activation, torso=self.torso)
 
     def init_train(self, key, hyper: DiscreteCQLHyper):
         params = self.q_network.init(key, jnp.zeros(self.obs_shape, jnp.float32))

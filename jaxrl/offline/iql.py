@@ -18,7 +18,7 @@ from flax import struct
 
 from jaxrl.offline.common import OfflineConfig, OfflineLearner
 from jaxrl.offline.networks import (
-    DeterministicActor,
+    DenseHead,
     Net,
     QEnsemble,
     StateValue,
@@ -77,7 +77,7 @@ class IQL(OfflineLearner):
 
     def setup(self):
         cfg = self.config
-        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso)
+        self.actor = DenseHead(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso, tanh=True)
         self.critic = QEnsemble(cfg.hidden, cfg.activation, torso=self.torso)
         self.value = StateValue(cfg.hidden, cfg.activation, self.torso)
 

@@ -1,5 +1,6 @@
-"""Networks and optimisation shared by the offline algorithm files: Dense stacks, actors, score heads, value and Q
-networks (each with its own `network=` torso in front when there is one), and Adam with a traced learning rate."""
+"""Networks and optimisation shared by the offline algorithm files: heads (deterministic actors, score heads), value
+and Q networks (each with its own `network=` torso in front when there is one), and Adam with a traced learning
+rate. Their Dense stacks are the project's one MLP (`jaxrl.networks.mlp`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import jax
 import optax
 from flax import struct
 
-from jaxrl.networks import TorsoSpec
+from jaxrl.networks import MLP, TorsoSpec, activation_fn
 from jaxrl.offline.dataset import Dataset
 
-ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu}
+STACK_NAME = "DenseStack_0"  # where every offline network keeps its MLP's parameters (as saved checkpoints do)
 
 
 # ---- networks shared by the algorithm files ----------------------------------------------------------------------
@@ -24,51 +25,31 @@ def encode(torso: TorsoSpec | None, obs):
     return obs if torso is None else torso.build("torso")(obs)
 
 
-class DenseStack(nn.Module):
-    """Dense layers, each followed by an optional LayerNorm and the activation."""
-
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        for width in self.hidden:
-            x = nn.Dense(width)(x)
-            if self.layer_norm:
-                x = nn.LayerNorm()(x)
-            x = ACTIVATIONS[self.activation](x)
-        return x
+def dense_stack(hidden: Sequence[int], activation: str, layer_norm: bool = False) -> MLP:
+    """The MLP of an offline network (flax's default LeCun init; Dense -> optional LayerNorm -> activation), named
+    `STACK_NAME` inside the calling module (one per module)."""
+    return MLP(tuple(hidden), activation, norm="layer" if layer_norm else "none", name=STACK_NAME)
 
 
-class DeterministicActor(nn.Module):
-    """obs -> action in [-1, 1] (tanh); the learner rescales it to the environment's action range."""
+class DenseHead(nn.Module):
+    """obs -> `num_outputs` values through the MLP and one Dense layer.
 
-    action_dim: int
+    `tanh=True`: a deterministic actor, one action in [-1, 1] per dimension (the learner rescales it to the
+    environment's action range); else one score per discrete action (logits for BC, Q-values for discrete CQL).
+    """
+
+    num_outputs: int
     hidden: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
     torso: TorsoSpec | None = None
+    tanh: bool = False
 
     @nn.compact
     def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
-        return nn.tanh(nn.Dense(self.action_dim)(x))
-
-
-class ScoreHead(nn.Module):
-    """obs -> one score per discrete action (logits for BC, Q-values for discrete CQL)."""
-
-    num_actions: int
-    hidden: Sequence[int]
-    activation: str = "relu"
-    layer_norm: bool = False
-    torso: TorsoSpec | None = None
-
-    @nn.compact
-    def __call__(self, obs):
-        x = DenseStack(self.hidden, self.activation, self.layer_norm)(encode(self.torso, obs))
-        return nn.Dense(self.num_actions)(x)
+        out = nn.Dense(self.num_outputs)(dense_stack(self.hidden, self.activation, self.layer_norm)(
+            encode(self.torso, obs)))
+        return nn.tanh(out) if self.tanh else out
 
 
 class StateValue(nn.Module):
@@ -80,7 +61,7 @@ class StateValue(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        return nn.Dense(1)(DenseStack(self.hidden, self.activation)(encode(self.torso, obs)))[..., 0]
+        return nn.Dense(1)(dense_stack(self.hidden, self.activation)(encode(self.torso, obs)))[..., 0]
 
 
 class StateActionValue(nn.Module):
@@ -105,7 +86,7 @@ class StateActionValue(nn.Module):
         x = obs @ kernel[:obs_dim] + action @ kernel[obs_dim:] + bias
         if self.layer_norm:
             x = nn.LayerNorm()(x)
-        x = DenseStack(self.hidden[1:], self.activation, self.layer_norm)(ACTIVATIONS[self.activation](x))
+        x = dense_stack(self.hidden[1:], self.activation, self.layer_norm)(activation_fn(self.activation)(x))
         return nn.Dense(1)(x)[..., 0]
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.offline.common import OfflineConfig
-from jaxrl.offline.networks import DeterministicActor, QEnsemble
+from jaxrl.offline.networks import DenseHead, QEnsemble
 from jaxrl.offline.td3 import TD3Learner, TD3State
 from jaxrl.offline.dataset import Dataset
 
@@ -64,7 +64,8 @@ class ReBRAC(TD3Learner):
 
     def setup(self):
         cfg = self.config
-        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, cfg.actor_layer_norm, self.torso)
+        self.actor = DenseHead(self.action_dim, cfg.hidden, cfg.activation, cfg.actor_layer_norm, self.torso,
+                               tanh=True)
         self.critic = QEnsemble(cfg.hidden, cfg.activation, cfg.critic_layer_norm, torso=self.torso)
 
     def critic_loss(self, params, train: TD3State, batch: Dataset, key, hp: ReBRACHyper):

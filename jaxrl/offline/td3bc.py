@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.offline.common import OfflineConfig
-from jaxrl.offline.networks import DeterministicActor, QEnsemble
+from jaxrl.offline.networks import DenseHead, QEnsemble
 from jaxrl.offline.td3 import TD3Learner, TD3State
 from jaxrl.offline.dataset import Dataset
 
@@ -54,7 +54,7 @@ class TD3BC(TD3Learner):
 
     def setup(self):
         cfg = self.config
-        self.actor = DeterministicActor(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso)
+        self.actor = DenseHead(self.action_dim, cfg.hidden, cfg.activation, torso=self.torso, tanh=True)
         self.critic = QEnsemble(cfg.hidden, cfg.activation, torso=self.torso)
 
     def critic_loss(self, params, train: TD3State, batch: Dataset, key, hp: TD3BCHyper):

@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir
+from jaxrl.compiled import compiled_once, share_compiled
+from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import Member, member_config, member_inputs, population_members
@@ -83,7 +84,7 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
         f"{devices[0].platform} device(s)")
     say(f"run dir     {out_dir}")
 
-    compiled_cache: dict[Any, Any] = {}
+    programs: dict[Any, Any] = {}  # one compiled program for every group
     results: list[dict[str, Any]] = []
     timings_all = {"compile_s": 0.0, "run_s": 0.0}
     for g, group in enumerate(groups):
@@ -96,7 +97,7 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
             continue
         padded = group + [group[-1]] * (size - len(group))
         population = Population(learner, member_inputs(learner, experiment.env_params, padded), mesh)
-        population.__dict__["_compiled_chunks"] = compiled_cache  # every group reuses the one compiled program
+        share_compiled(population, programs)
         if g == 0:
             estimate = check_memory(population, cfg.run.get("memory_limit_gb"))
             write_json_atomic(out_dir / "memory.json", estimate)

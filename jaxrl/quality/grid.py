@@ -19,7 +19,8 @@ from hydra import compose, initialize_config_dir
 
 from jaxrl.backtest import backtest_baseline
 from jaxrl.data import load_market
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.run import run_experiment
 from jaxrl.gate.report import gate_setup
 from jaxrl.quality.markets import MarketSpec, file_returns, write_market
 from jaxrl.quality.oracle import oracle_scores

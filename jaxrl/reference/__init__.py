@@ -1,4 +1,4 @@
-"""Plain float64 numpy references, written from GATE_SPEC.md and the environment's documented semantics.
+"""Plain float64 numpy references, written from docs/GATE_SPEC.md and the environment's documented semantics.
 
 They share no code with `jaxrl.metrics` or `jaxrl.envs`: tests compare the compiled float32 implementations against
 them, and the benchmark uses `NumpyPositionEnv` as the per-step Python speed baseline.

@@ -1,4 +1,4 @@
-"""The gate's accounting and metrics in plain float64 numpy, written from the text of GATE_SPEC.md.
+"""The gate's accounting and metrics in plain float64 numpy, written from the text of docs/GATE_SPEC.md.
 
 Deliberately naive: explicit loops, every rolling window computed from scratch, no shared code with
 `jaxrl.metrics`. It is the yardstick the compiled float32 metrics are tested against (relative 1e-4).
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-# Same names, same order as GATE_SPEC.md's table (rolling_sharpe itself is a series, reported through its mean).
+# Same names, same order as docs/GATE_SPEC.md's table (rolling_sharpe itself is a series, reported through its mean).
 METRIC_NAMES_NP = (
     "total_return",
     "annual_return",
@@ -93,7 +93,7 @@ def rolling_sharpe_np(returns, periods_per_year, window: int = 30) -> np.ndarray
 
 
 def gate_metrics_np(returns, exposures, periods_per_year, window: int = 30) -> dict[str, float]:
-    """Every metric of GATE_SPEC.md from s_1..s_N and decisions e_0..e_{N-1}, as Python floats (float64).
+    """Every metric of docs/GATE_SPEC.md from s_1..s_N and decisions e_0..e_{N-1}, as Python floats (float64).
 
     With several assets pass exposures of shape (N, n_assets): the diagnostics then use gross exposure sum_i |e_i|.
     """

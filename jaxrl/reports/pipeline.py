@@ -38,7 +38,7 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -
     registry = Registry(cfg.registry.root)
     record["attempt_id"] = new_attempt_id(record["symbol"], record["env"], record["agent"], record["network"],
                                           record["seed"])
-    # GATE_SPEC: a candidate must pass on real market data. Generated data (e.g. the funding generator) or a
+    # docs/GATE_SPEC.md: a candidate must pass on real market data. Generated data (e.g. the funding generator) or a
     # look-ahead (oracle) dataset records the attempt but can never register a model.
     eligible = record["gate"]["real_data"] and not record["gate"].get("oracle", False)
     written = registry.record_attempt(record, params if eligible else None)

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 PLOT_FILES = ("equity.png", "rolling_sharpe.png", "exposure.png")
-STD_FLOOR = 1e-8  # GATE_SPEC: a window with std < 1e-8 scores 0
+STD_FLOOR = 1e-8  # docs/GATE_SPEC.md: a window with std < 1e-8 scores 0
 
 
 def rolling_sharpe_series(returns, periods_per_year: float, window: int = 30) -> np.ndarray:

@@ -8,6 +8,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from jaxrl.registry import Registry
+
 SCOREBOARD_JSON = "scoreboard.json"
 SCOREBOARD_MD = "scoreboard.md"
 DIAGNOSTICS = ("avg_abs_realized_exposure", "flat_realized_exposure_ratio", "mean_turnover")
@@ -115,8 +117,6 @@ def write_scoreboard(registry, out=None) -> list[dict[str, Any]]:
     updated = datetime.now(timezone.utc).isoformat()
     target = registry if out is None else out
     if not hasattr(target, "write_text"):
-        from jaxrl.registry import Registry
-
         target = Registry(target)
     payload = {"updated": updated, "registry": registry.root, "rows": rows}
     target.write_text(SCOREBOARD_JSON, json.dumps(payload, indent=2, default=str) + "\n")

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.experiment import load_data
+from jaxrl.data.from_config import load_data
 from jaxrl.synth.calibration import compare, write_report
 from jaxrl.synth.generators import describe_params, fit_generator, sample_paths, train_returns
 

@@ -19,6 +19,7 @@ never used in training) as long as the gate window, vmapped over paths, and aver
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import jax
@@ -78,7 +79,7 @@ def synthetic_position_env(env: PositionEnv, market: MarketData, generator: str,
         generator_params = fit_generator(generator, market, **dict(generator_settings or {}))
     episode_len = int(numbers.get("episode_len", 252))
     bank = SyntheticBank(generator=generator, num_segments=int(bank_paths), episode_len=episode_len,
-                         generations=bank_generations(episode_len, rollout_steps))
+                         sample=sample_market, generations=bank_generations(episode_len, rollout_steps))
     env = env.with_bank(bank)
     key = jax.random.fold_in(jax.random.PRNGKey(int(seed)), HELD_OUT_SALT + 1)  # the bank's first generation
     params = env.params_for_train(market, generator_params=generator_params, synthetic_fraction=fraction,
@@ -157,6 +158,13 @@ def synthetic_settings(cfg) -> dict[str, Any] | None:
     }
 
 
+def synthetic_builder(cfg) -> Callable | None:
+    """`make_env`'s `synthetic` argument from a Hydra config: `synthetic_position_env` with the config's settings
+    (`synthetic_settings`), or None for `data.train_source=real`."""
+    settings = synthetic_settings(cfg)
+    return None if settings is None else partial(synthetic_position_env, **settings)
+
+
 def _plain(node) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -164,5 +172,5 @@ def _plain(node) -> dict[str, Any]:
 
 
 __all__ = ["TRAIN_SOURCES", "bank_generations", "evaluate_synthetic", "held_out_key", "synthetic_fraction_for",
-           "synthetic_position_env", "synthetic_report", "synthetic_settings"]
+           "synthetic_builder", "synthetic_position_env", "synthetic_report", "synthetic_settings"]
 

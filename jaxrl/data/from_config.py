@@ -1,0 +1,53 @@
+"""The market data a run's config asks for: one instrument, a basket (`data.kind: basket`) or funding rates."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from jaxrl.data.funding import funding_from_config
+from jaxrl.data.loader import MarketData, load_market
+from jaxrl.data.multi import basket_from_config
+from jaxrl.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # the jaxrl checkout: hydra_conf/ and data/
+
+
+def resolve_data_path(path: str | Path, cwd: str | Path | None = None) -> Path:
+    """Absolute as given; relative against `cwd` (default: the working directory), then the jaxrl checkout.
+    Always absolute, so nothing deeper ever sees a relative path."""
+    cwd = Path(cwd or os.getcwd())
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    if (cwd / candidate).exists():
+        return (cwd / candidate).resolve()
+    shipped = PROJECT_ROOT / candidate
+    return shipped if shipped.exists() else (cwd / candidate).absolute()
+
+
+def load_data(cfg: DictConfig) -> MarketData:
+    """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
+    years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
+    folds = {"folds": cfg.selection.get("folds", 1), "embargo": cfg.selection.get("embargo", 0)}  # 1, 0: one window
+    if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
+        return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
+                                   resolve=resolve_data_path, **folds)
+    if cfg.data.get("kind", "single") == "basket":
+        return basket_from_config(OmegaConf.to_container(cfg.data, resolve=True), years, val_years, window,
+                                  resolve=resolve_data_path, **folds)
+    if cfg.env.name == "portfolio":
+        raise UserError(f"env=portfolio trades several instruments, data={cfg.data.get('symbol')} is one: leave "
+                         "data= out for the shipped basket (data=basket), or use another data config with kind: basket")
+    return load_market(
+        resolve_data_path(cfg.data.path),
+        symbol=cfg.data.get("symbol"),
+        asset_class=cfg.data.get("asset_class", "tradefi"),
+        years=cfg.gate.years,
+        val_years=cfg.gate.val_years,
+        window=cfg.env.window,
+        date_column=cfg.data.get("date_column", "Date"),
+        close_column=cfg.data.get("close_column", "Close"), **folds,
+    )

@@ -1,0 +1,22 @@
+"""The one entry point that trains a config: a single run (`jaxrl.experiment`) or a population
+(`jaxrl.population.run`). It sits above both, so neither imports the other's caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from jaxrl.experiment import run_single
+from jaxrl.population import is_population
+from jaxrl.population.run import run_population
+
+
+def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Train, gate, write the run directory and record the attempt(s). With `run.num_seeds > 1` or a `sweep.*`
+    list, trains a population (each member judged like a single run); else one run. Returns a dict with `gate`,
+    `record`, ..."""
+    if is_population(cfg):
+        return run_population(cfg, out_dir, verbose=verbose)
+    return run_single(cfg, out_dir, verbose=verbose)
