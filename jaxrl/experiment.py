@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.agents.ppo import PPO, PPOConfig
+from jaxrl.config import check_against_market, validate_config
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.data import MarketData, load_market
@@ -103,6 +104,8 @@ class Experiment:
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
             raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
+        if market is not None:
+            check_against_market(cfg, market)
         synthetic = synthetic_settings(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
@@ -196,6 +199,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     With `run.num_seeds > 1` or a `sweep.*` list, trains a population instead (`jaxrl.population.run`)."""
     from jaxrl.population import is_population
 
+    validate_config(cfg)  # a bad type, range or key fails here, before any data is read or anything compiled
     if is_population(cfg):
         from jaxrl.population.run import run_population
 

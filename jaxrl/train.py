@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from jaxrl.cli_errors import one_line_errors, take_debug_flag
 from jaxrl.experiment import PROJECT_ROOT, run_experiment
 
 CONFIG_DIR = str(PROJECT_ROOT / "hydra_conf")
@@ -26,7 +28,7 @@ def enable_compilation_cache(path: str | None) -> None:
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     enable_compilation_cache(cfg.get("compilation_cache"))
-    result = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
+    result = one_line_errors(run_experiment, cfg, HydraConfig.get().runtime.output_dir)
     # What a sweeper (e.g. Optuna) maximises: the gate value, else (no gate) the training return.
     if result["gate"] is not None:
         return result["gate"]["rolling_sharpe_mean"]
@@ -34,4 +36,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    take_debug_flag(sys.argv)
     main()

@@ -28,6 +28,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
+from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir, progress_printer
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
@@ -59,6 +60,8 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     members = population_members(cfg)
+    for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
+        validate_config(member_config(cfg, member))
     experiment = Experiment.from_config(cfg)
     learner = experiment.learner
     devices = jax.devices()
