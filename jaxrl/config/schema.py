@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPOConfig
 from jaxrl.config.rules import (ANY, BOOL, COUNT, DISCOUNT, INT, NONNEG, NUM, ONE_OF, POS, PROB, STR, ConfigError,
                                 Rule, field_rules)
-from jaxrl.envs import ExitParams, FundingParams, PortfolioParams, PositionParams
 from jaxrl.gate.selection import SELECTABLE_METRICS, SelectionConfig
 from jaxrl.networks.backbones import BACKBONES
 from jaxrl.offline import ALGORITHMS
@@ -93,11 +92,20 @@ _OFFLINE_EXTRA = ("name", "dataset_path", "eval_every")
 # The keys of each variant: its config dataclass's fields plus the settings its builder takes itself.
 VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "env": {
-        "position": (*_ENV_STATIC, "action_grid", *field_rules(PositionParams, skip=("synthetic",))),
-        "portfolio": (*_ENV_STATIC, "action_mode", "trail_window", *field_rules(PortfolioParams)),
+        # (jaxrl.envs is not imported here: it would tie the config to the envs' import graph; the keys are listed)
+        "position": (*_ENV_STATIC, "action_grid", "episode_len", "cost_bps", "max_leverage", "target_deadband",
+                     "rebalance_deadband", "reward_scale", "drawdown_coef", "downside_coef", "flat_penalty_scale",
+                     "flat_penalty_threshold", "liquidation_equity", "synthetic_fraction"),
+        "portfolio": (*_ENV_STATIC, "action_mode", "trail_window", "episode_len", "cost_bps", "max_leverage",
+                      "net_cap", "rebalance_deadband", "reward_scale", "turnover_coef", "drawdown_coef",
+                      "liquidation_equity", "drawdown_guard_level", "drawdown_guard_scale", "trailing_guard_level",
+                      "trailing_guard_scale", "turnover_guard_level", "turnover_guard_scale", "shutdown_loss",
+                      "shutdown_scale", "probe_bars", "probe_recovery"),
         "exit": (*_ENV_STATIC, "entry_rule", "momentum_lookback", "momentum_cross", "direction", "entry_prob",
-                 "entry_seed", *field_rules(ExitParams)),
-        "funding": (*_ENV_STATIC, "source", *field_rules(FundingParams)),
+                 "entry_seed", "cost_bps", "position_size", "stop_loss", "take_profit", "max_hold", "min_exit_bar",
+                 "tighten_factor", "partial_fraction", "reward_scale", "pnl_coef", "time_coef", "regret_coef"),
+        "funding": (*_ENV_STATIC, "source", "episode_len", "max_gross", "cost_bps", "rebalance_deadband",
+                    "reward_scale", "hint_coef", "hint_cap", "concentration_coef"),
     },
     "agent": {"ppo": ("name", *field_rules(PPOConfig)),
               **{name: (*_OFFLINE_EXTRA, *field_rules(module.Config)) for name, module in ALGORITHMS.items()}},
@@ -106,8 +114,7 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "generator": {"bootstrap": ("name", "mean_block"), "garch": ("name", "max_iter", "tol", "mean"),
                   "regime": ("name", "max_iter", "tol")},
 }
-_DATACLASSES = {("env", "position"): PositionParams, ("env", "portfolio"): PortfolioParams,
-                ("env", "exit"): ExitParams, ("env", "funding"): FundingParams, ("agent", "ppo"): PPOConfig,
+_DATACLASSES = {("agent", "ppo"): PPOConfig,
                 **{("agent", name): module.Config for name, module in ALGORITHMS.items()},
                 **{("network", name): cls for name, cls in BACKBONES.items()}}
 
