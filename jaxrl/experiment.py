@@ -18,16 +18,15 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.agents.ppo import PPO, PPOConfig
-from jaxrl.config import check_against_market, validate_config
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
+from jaxrl.config import check_against_market, validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
-from jaxrl.data import MarketData, load_market
+from jaxrl.data import MarketData, SanityLimits, load_market
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
-from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
-from jaxrl.offline import make_offline_learner, oracle_notice
+from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS, make_offline_learner, oracle_notice
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_report, synthetic_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +67,7 @@ def load_data(cfg: DictConfig) -> MarketData:
         window=cfg.env.window,
         date_column=cfg.data.get("date_column", "Date"),
         close_column=cfg.data.get("close_column", "Close"),
+        sanity=SanityLimits.for_asset_class(cfg.data.get("asset_class", "tradefi"), cfg.data),
     )
 
 
@@ -104,8 +104,7 @@ class Experiment:
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
             raise ValueError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
-        if market is not None:
-            check_against_market(cfg, market)
+        check_against_market(cfg, market)  # lengths that must fit the data's split (none without data)
         synthetic = synthetic_settings(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))

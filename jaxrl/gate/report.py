@@ -41,4 +41,6 @@ def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup
         "symbol": market.symbol,
         "data_sha256": market.sha256,
     })
+    if market.sanity:  # gaps / bad ticks that data.allow_gaps / data.allow_outliers let through
+        report["data_sanity"] = market.sanity
     return report
