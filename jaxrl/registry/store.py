@@ -125,6 +125,8 @@ class Registry:
     def _write_candidate(self, candidate_id: str, params: Any, record: dict[str, Any]) -> None:
         metadata = dict(record, candidate_id=candidate_id)
         target = self.join(CANDIDATES, candidate_id)
+        if self.fs.exists(f"{target}/{METADATA_FILE}"):  # written whole before a kill: a resumed run keeps it
+            return
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             save_model(target, params, metadata)

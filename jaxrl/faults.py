@@ -1,0 +1,224 @@
+"""`python -m jaxrl.faults`: the fault harness. Kill training with SIGKILL at random moments, resume, and check that
+the result is exactly that of an uninterrupted run.
+
+For each scenario (a single run, a population, the combo runner) the harness trains a reference run without
+interruption, then the same configuration in a fresh directory, killing it (SIGKILL, no clean-up possible) at a
+moment drawn from one of the phases: while it compiles, during a chunk, during a save of its state, during the
+registry write, or at a uniformly random time. After each kill it restarts the same command with run.resume=true.
+When the run finally completes, it must match the reference: every gate.json, every row of metrics.jsonl and
+evaluations.jsonl, the saved parameters (checkpoint/), the registry's attempts (one per model, same gate reports)
+and candidates, and no temporary debris (orbax temporary directories, `.tmp-` files) anywhere.
+
+`--size small` (the tests) makes a few kills of a single run; `--size large` (default) kills every scenario at
+every phase several times. Prints one line per kill and a summary; exit status 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxrl.checkpoint import load_model
+
+PHASES = ("compile", "chunk", "save", "registry", "random")
+# 12 updates of 128 env steps in chunks of one evaluation period (2 updates): 6 chunks, 6 saves.
+TRAINING = ["agent.num_envs=8", "agent.num_steps=16", "agent.total_timesteps=1536", "agent.num_minibatches=2",
+            "agent.hidden=[16]", "run.chunk_updates=2", "selection.eval_every=2", "env.window=8",
+            "env.episode_len=32", "run.plots=false", "gate.threshold=-100", "notify.webhook_url=null"]
+SCENARIOS = {"single": [], "population": ["run.num_seeds=2"], "combos": ["grid.symbols=[spy,qqq]"]}
+KILLS = {"small": {"single": ("chunk", "save")},
+         "large": {"single": PHASES * 2, "population": PHASES, "combos": PHASES}}
+COMPARED = ("gate.json", "metrics.jsonl", "evaluations.jsonl")
+POLL_S = 0.005
+DEFAULT_CACHE = Path("~/.cache/jaxrl/xla").expanduser()  # the training default: repeated harness runs skip compiling
+
+
+def command(scenario: str, root: Path, cache: Path) -> list[str]:
+    """The command line of a scenario writing under `root` (run dir(s) and registry)."""
+    common = [*TRAINING, *SCENARIOS[scenario], f"registry.root={root / 'registry'}", f"compilation_cache={cache}"]
+    if scenario == "combos":
+        return [sys.executable, "-m", "jaxrl.combos", *common, f"grid.runs_dir={root / 'runs'}",
+                "combos.verbose=false"]
+    return [sys.executable, "-m", "jaxrl.train", *common, f"hydra.run.dir={root / 'runs'}", "run.resume=true"]
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in root.rglob(pattern) if p.is_file()) if root.exists() else []
+
+
+def _rows(root: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in _files(root / "runs", "metrics.jsonl")
+               if "members" not in p.parts)
+
+
+def _saving(root: Path) -> bool:
+    return any("orbax-checkpoint-tmp" in p.name for p in (root / "runs").rglob("*")) if root.exists() else False
+
+
+def _registering(root: Path) -> bool:
+    return bool(_files(root / "runs", "attempt_id.txt")) or any(
+        ".tmp-" in p.name for p in (root / "runs").rglob(".checkpoint.tmp-*"))
+
+
+def _trigger(phase: str, root: Path, started: float, delay: float):
+    """A predicate: has the run reached the moment to kill it?"""
+    if phase == "chunk":
+        return lambda: _rows(root) > 0 and time.monotonic() - started >= delay
+    if phase == "save":
+        return lambda: _saving(root)
+    if phase == "registry":
+        return lambda: _registering(root)
+    return lambda: time.monotonic() - started >= delay  # compile, random
+
+
+def run_once(cmd: list[str], env: dict, log: Path, phase: str | None = None, delay: float = 0.0,
+             timeout: float = 900.0) -> tuple[bool, float]:
+    """Run `cmd`; with a phase, SIGKILL it when the phase's moment comes. (killed, seconds) on success."""
+    started = time.monotonic()
+    with open(log, "a") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        reached = _trigger(phase, Path(env["JAXRL_FAULT_ROOT"]), started, delay) if phase else None
+        while process.poll() is None:
+            if reached is not None and reached():
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return True, time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                process.kill()
+                raise RuntimeError(f"{' '.join(cmd)}: no end after {timeout:.0f}s (log {log})")
+            time.sleep(POLL_S)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit status {process.returncode}; see {log}")
+    return False, time.monotonic() - started
+
+
+def _trees_equal(a: Any, b: Any) -> bool:
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(leaves_a) == len(leaves_b) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                                  for x, y in zip(leaves_a, leaves_b))
+
+
+def _attempts(root: Path) -> dict[str, dict]:
+    """The registry's attempts keyed by what identifies a model (symbol, seed, member), not by their ids."""
+    found = {}
+    for path in _files(root / "registry" / "attempts", "*.json"):
+        record = json.loads(path.read_text())
+        key = json.dumps([record.get("symbol"), record.get("seed"), record.get("member")], sort_keys=True)
+        if key in found:
+            found[key + " (duplicate)"] = record
+        found[key] = record
+    return found
+
+
+def compare(reference: Path, faulted: Path) -> list[str]:
+    """Every difference between a faulted run's outputs and the reference's (empty: identical)."""
+    problems = []
+    for name in COMPARED:
+        for path in _files(reference / "runs", name):
+            other = faulted / path.relative_to(reference)
+            if not other.exists():
+                problems.append(f"{other.relative_to(faulted)} missing")
+            elif other.read_bytes() != path.read_bytes():
+                problems.append(f"{other.relative_to(faulted)} differs")
+    for path in sorted((reference / "runs").rglob("checkpoint")):
+        other = faulted / path.relative_to(reference)
+        if not other.exists() or not _trees_equal(load_model(path)[0], load_model(other)[0]):
+            problems.append(f"{other.relative_to(faulted)}: parameters missing or different")
+    expected, got = _attempts(reference), _attempts(faulted)
+    if sorted(expected) != sorted(got):
+        problems.append(f"registry attempts {sorted(got)} != {sorted(expected)}")
+    else:
+        problems += [f"registry attempt {key}: gate report differs" for key in expected
+                     if expected[key].get("gate") != got[key].get("gate")]
+    candidates = lambda root: sorted(p.name for p in (root / "registry" / "candidates").glob("*")  # noqa: E731
+                                     if (p / "metadata.json").exists())
+    if len(candidates(reference)) != len(candidates(faulted)):
+        problems.append(f"candidates {candidates(faulted)} vs reference {candidates(reference)}")
+    debris = [str(p.relative_to(faulted)) for p in faulted.rglob("*")
+              if "orbax-checkpoint-tmp" in p.name or ".tmp-" in p.name]
+    if debris:
+        problems.append(f"temporary debris left: {debris[:5]}")
+    return problems
+
+
+def run_scenario(scenario: str, phases: tuple[str, ...], work: Path, rng: random.Random, say=print,
+                 cache: Path = DEFAULT_CACHE) -> dict:
+    """Reference run, then the faulted run killed once per phase in `phases`; returns its report."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    reference, faulted = work / f"{scenario}-reference", work / f"{scenario}-faulted"
+    for root in (reference, faulted):
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+    _, duration = run_once(command(scenario, reference, cache), {**env, "JAXRL_FAULT_ROOT": str(reference)},
+                           work / f"{scenario}-reference.log")
+    say(f"{scenario}: reference run {duration:.1f}s")
+    kills, missed = [], 0
+    cmd, fenv, log = command(scenario, faulted, cache), {**env, "JAXRL_FAULT_ROOT": str(faulted)}, \
+        work / f"{scenario}-faulted.log"
+    for phase in phases:
+        delay = rng.uniform(0.5, 3.0) if phase == "compile" else rng.uniform(0.0, 0.3) if phase == "chunk" else \
+            rng.uniform(0.0, duration)
+        killed, seconds = run_once(cmd, fenv, log, phase, delay)
+        if not killed:  # the run ended before the moment came: start the next kill on a fresh directory
+            missed += 1
+            shutil.rmtree(faulted)
+            faulted.mkdir()
+            continue
+        moment = {"phase": phase, "after_s": round(seconds, 2), "rows_logged": _rows(faulted),
+                  "saving": _saving(faulted), "registering": _registering(faulted)}
+        kills.append(moment)
+        say(f"{scenario}: SIGKILL {len(kills)} ({phase}) after {seconds:.2f}s: {moment['rows_logged']} rows logged"
+            + (", a save in flight" if moment["saving"] else "") + (", registry write" if moment["registering"]
+                                                                     else ""))
+    run_once(cmd, fenv, log)
+    problems = compare(reference, faulted)
+    say(f"{scenario}: {len(kills)} kills survived" if not problems else
+        f"{scenario}: FAILED after {len(kills)} kills: " + "; ".join(problems))
+    return {"scenario": scenario, "kills": kills, "missed": missed, "problems": problems,
+            "survived": len(kills) if not problems else 0}
+
+
+def run_harness(size: str = "large", seed: int = 0, work: str | Path | None = None,
+                scenarios: tuple[str, ...] | None = None, say=print, cache: str | Path = DEFAULT_CACHE) -> dict:
+    rng = random.Random(seed)
+    work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="jaxrl-faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+    plan = {name: phases for name, phases in KILLS[size].items() if scenarios is None or name in scenarios}
+    reports = [run_scenario(name, tuple(phases), work, rng, say, Path(cache)) for name, phases in plan.items()]
+    summary = {"size": size, "seed": seed, "work": str(work), "scenarios": reports,
+               "kills": sum(len(r["kills"]) for r in reports), "survived": sum(r["survived"] for r in reports),
+               "passed": all(not r["problems"] for r in reports)}
+    (work / "faults.json").write_text(json.dumps(summary, indent=2) + "\n")
+    say(f"fault harness ({size}): {summary['survived']} of {summary['kills']} SIGKILLs survived with results "
+        f"identical to an uninterrupted run" + ("" if summary["passed"] else " -- FAILED"))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jaxrl.faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(KILLS), default="large")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    parser.add_argument("--work", default=None, help="working directory (default: a new temporary one)")
+    parser.add_argument("--scenarios", default=None, help=f"comma-separated subset of {list(SCENARIOS)}")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="XLA compilation cache of the runs")
+    args = parser.parse_args(argv)
+    scenarios = tuple(args.scenarios.split(",")) if args.scenarios else None
+    return 0 if run_harness(args.size, args.seed, args.work, scenarios, cache=args.cache)["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
