@@ -62,7 +62,7 @@ def _save_state(store: ResumeStore, state: Any, periods_done: int) -> None:
 
 
 def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | None = None, *,
-                  resume: bool = False, on_chunk: Callable | None = None):
+                  resume: bool = False, on_chunk: Callable | None = None, state_dir: str | None = None):
     """Run every evaluation period of `learner`, `chunk_updates` updates (rounded to whole periods) per call.
 
     A learner (PPO, the offline learners) provides: `selection` (SelectionConfig), `num_periods`, `num_updates`,
@@ -72,8 +72,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     starts from, default `PRNGKey(seed)`; a population passes its members' keys and settings) and
     `place_state(state)` (where the state lives, e.g. a population spread over a device mesh).
 
-    With `out_dir`, logs rows and saves a resumable state after each chunk; `resume=True` continues from the
-    newest state that restores. NaN or inf in a chunk raises `jaxrl.numerics.NonFiniteError` before it is saved.
+    With `out_dir`, logs rows and saves a resumable state after each chunk (in `state_dir`, a directory or a
+    gs:// / s3:// URL, default `out_dir/resume`); `resume=True` continues from the newest state that restores. NaN or inf in a chunk raises `jaxrl.numerics.NonFiniteError` before it is saved.
     Returns (state, timings).
     """
     period = learner.selection.eval_every
@@ -86,7 +86,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     init = compiled.setdefault("init", jax.jit(learner.init_state))
     key = learner.init_input(seed) if hasattr(learner, "init_input") else jax.random.PRNGKey(seed)
     place = getattr(learner, "place_state", lambda tree: tree)
-    store = ResumeStore(out / STATE_DIR) if out is not None else None
+    store = ResumeStore(state_dir or out / STATE_DIR) if out is not None else None
     try:
         state, done = None, 0
         if resume and store is not None:
@@ -106,6 +106,11 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
 
         timings = {"compile_s": 0.0, "run_s": 0.0, "resumed_from_period": done}
         while done < total:
+            if state["selection"] is not None and np.all(np.asarray(state["selection"].stopped)):
+                # Flat early stop fired (for every member of a population): the remaining periods could not change
+                # the parameters any more. Checked first, so a resumed stopped run stops where it stopped.
+                timings["stopped_early_at_period"] = done
+                break
             size = min(per_call, total - done)
             if size not in compiled:
                 t0 = time.perf_counter()
@@ -131,11 +136,6 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
                 on_chunk(done, total, metrics, history, state, timings)
             if store is not None:
                 _save_state(store, state, done)
-            if state["selection"] is not None and np.all(np.asarray(state["selection"].stopped)) and done < total:
-                # Flat early stop fired (for every member of a population): the remaining periods could not change
-                # the parameters any more.
-                timings["stopped_early_at_period"] = done
-                break
         timings["total_s"] = time.perf_counter() - start
         return state, timings
     finally:

@@ -220,7 +220,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     on_chunk = progress_printer(learner, say)
 
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
-                                   on_chunk=on_chunk)
+                                   on_chunk=on_chunk, state_dir=cfg.run.get("resume_dir"))
     params = learner.chosen_params(state)
     evaluated = jax.jit(learner.evaluate_gate)(params) if market is not None else None
     result = finish_attempt(cfg, experiment, out_dir, params, state["selection"], evaluated,

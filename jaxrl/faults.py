@@ -39,8 +39,12 @@ TRAINING = ["agent.num_envs=8", "agent.num_steps=16", "agent.total_timesteps=153
             "agent.hidden=[16]", "run.chunk_updates=2", "selection.eval_every=2", "env.window=8",
             "env.episode_len=32", "run.plots=false", "gate.threshold=-100", "notify.webhook_url=null"]
 SCENARIOS = {"single": [], "population": ["run.num_seeds=2"], "combos": ["grid.symbols=[spy,qqq]"]}
-KILLS = {"small": {"single": ("chunk", "save")},
-         "large": {"single": PHASES * 2, "population": PHASES, "combos": PHASES}}
+# Rounds of kills per scenario: each round starts in a fresh directory, kills the run once per phase listed
+# (restarting it after each kill), then lets it finish and compares it with the reference.
+ROUND = ("compile", "chunk", "save", "registry")
+KILLS = {"small": {"single": [("chunk", "save", "registry")]},
+         "large": {"single": [ROUND, ("chunk", "save", "chunk", "save", "registry", "registry"), ("random",) * 4],
+                   "population": [ROUND, ("random",) * 3], "combos": [ROUND, ("random",) * 3]}}
 COMPARED = ("gate.json", "metrics.jsonl", "evaluations.jsonl")
 POLL_S = 0.005
 DEFAULT_CACHE = Path("~/.cache/jaxrl/xla").expanduser()  # the training default: repeated harness runs skip compiling
@@ -64,33 +68,47 @@ def _rows(root: Path) -> int:
                if "members" not in p.parts)
 
 
-def _saving(root: Path) -> bool:
-    return any("orbax-checkpoint-tmp" in p.name for p in (root / "runs").rglob("*")) if root.exists() else False
+def _temporaries(root: Path) -> set[str]:
+    return {str(p) for p in (root / "runs").rglob("*") if "orbax-checkpoint-tmp" in p.name} if root.exists() \
+        else set()
 
 
-def _registering(root: Path) -> bool:
-    return bool(_files(root / "runs", "attempt_id.txt")) or any(
-        ".tmp-" in p.name for p in (root / "runs").rglob(".checkpoint.tmp-*"))
+def _attempt_ids(root: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in _files(root / "runs", "attempt_id.txt")}
+
+
+def _unfinished_registration(root: Path) -> bool:
+    return any(not (p.parent / "summary.txt").exists() for p in _files(root / "runs", "attempt_id.txt"))
 
 
 def _trigger(phase: str, root: Path, started: float, delay: float):
-    """A predicate: has the run reached the moment to kill it?"""
+    """A predicate: has the run started at `started` reached the moment to kill it? (Relative to what was there
+    when it started: a resumed run first cuts its logs and removes a killed save's temporaries.)"""
+    rows, temporaries, ids = _rows(root), _temporaries(root), _attempt_ids(root)
+    grown: list[float] = []
+
+    def chunk() -> bool:  # `delay` seconds after this process logged new rows
+        if not grown and _rows(root) > rows:
+            grown.append(time.monotonic())
+        return bool(grown) and time.monotonic() - grown[0] >= delay
+
     if phase == "chunk":
-        return lambda: _rows(root) > 0 and time.monotonic() - started >= delay
-    if phase == "save":
-        return lambda: _saving(root)
-    if phase == "registry":
-        return lambda: _registering(root)
+        return chunk
+    if phase == "save":  # a save of this process is in flight
+        return lambda: bool(_temporaries(root) - temporaries)
+    if phase == "registry":  # this process is about to write, or is writing, the registry
+        return lambda: _attempt_ids(root) != ids
     return lambda: time.monotonic() - started >= delay  # compile, random
 
 
-def run_once(cmd: list[str], env: dict, log: Path, phase: str | None = None, delay: float = 0.0,
-             timeout: float = 900.0) -> tuple[bool, float]:
-    """Run `cmd`; with a phase, SIGKILL it when the phase's moment comes. (killed, seconds) on success."""
+def run_once(cmd: list[str], env: dict, log: Path, root: Path | None = None, phase: str | None = None,
+             delay: float = 0.0, timeout: float = 900.0) -> tuple[bool, float]:
+    """Run `cmd` (writing under `root`); with a phase, SIGKILL it when the phase's moment comes.
+    Returns (killed, seconds); raises if it fails or hangs."""
     started = time.monotonic()
     with open(log, "a") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        reached = _trigger(phase, Path(env["JAXRL_FAULT_ROOT"]), started, delay) if phase else None
+        reached = _trigger(phase, root, started, delay) if phase else None
         while process.poll() is None:
             if reached is not None and reached():
                 process.send_signal(signal.SIGKILL)
@@ -154,40 +172,52 @@ def compare(reference: Path, faulted: Path) -> list[str]:
     return problems
 
 
-def run_scenario(scenario: str, phases: tuple[str, ...], work: Path, rng: random.Random, say=print,
-                 cache: Path = DEFAULT_CACHE) -> dict:
-    """Reference run, then the faulted run killed once per phase in `phases`; returns its report."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                      os.environ.get("PYTHONPATH")]))}
-    reference, faulted = work / f"{scenario}-reference", work / f"{scenario}-faulted"
-    for root in (reference, faulted):
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-    _, duration = run_once(command(scenario, reference, cache), {**env, "JAXRL_FAULT_ROOT": str(reference)},
-                           work / f"{scenario}-reference.log")
-    say(f"{scenario}: reference run {duration:.1f}s")
+def _environment() -> dict:
+    """The runs import this checkout of jaxrl."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+
+
+def run_round(scenario: str, phases: tuple[str, ...], faulted: Path, duration: float, rng: random.Random,
+              cache: Path, log: Path, say=print) -> tuple[list[dict], int]:
+    """Kill the scenario's run once per phase (restarting it each time), then let it finish: (kills, missed)."""
+    shutil.rmtree(faulted, ignore_errors=True)
+    faulted.mkdir(parents=True)
+    cmd, env = command(scenario, faulted, cache), _environment()
     kills, missed = [], 0
-    cmd, fenv, log = command(scenario, faulted, cache), {**env, "JAXRL_FAULT_ROOT": str(faulted)}, \
-        work / f"{scenario}-faulted.log"
     for phase in phases:
-        delay = rng.uniform(0.5, 3.0) if phase == "compile" else rng.uniform(0.0, 0.3) if phase == "chunk" else \
-            rng.uniform(0.0, duration)
-        killed, seconds = run_once(cmd, fenv, log, phase, delay)
-        if not killed:  # the run ended before the moment came: start the next kill on a fresh directory
+        delay = rng.uniform(0.0, 0.3) if phase == "chunk" else rng.uniform(0.5, 0.4 * duration) \
+            if phase == "compile" else rng.uniform(0.0, duration)
+        killed, seconds = run_once(cmd, env, log, faulted, phase, delay)
+        if not killed:  # the run ended before the moment came (it then resumes its finished state next time)
             missed += 1
-            shutil.rmtree(faulted)
-            faulted.mkdir()
             continue
         moment = {"phase": phase, "after_s": round(seconds, 2), "rows_logged": _rows(faulted),
-                  "saving": _saving(faulted), "registering": _registering(faulted)}
+                  "save_in_flight": bool(_temporaries(faulted)), "registering": _unfinished_registration(faulted)}
         kills.append(moment)
-        say(f"{scenario}: SIGKILL {len(kills)} ({phase}) after {seconds:.2f}s: {moment['rows_logged']} rows logged"
-            + (", a save in flight" if moment["saving"] else "") + (", registry write" if moment["registering"]
-                                                                     else ""))
-    run_once(cmd, fenv, log)
-    problems = compare(reference, faulted)
-    say(f"{scenario}: {len(kills)} kills survived" if not problems else
-        f"{scenario}: FAILED after {len(kills)} kills: " + "; ".join(problems))
+        say(f"{scenario}: SIGKILL ({phase}) after {seconds:.2f}s: {moment['rows_logged']} rows logged"
+            + (", a save in flight" if moment["save_in_flight"] else "")
+            + (", registry write unfinished" if moment["registering"] else ""))
+    run_once(cmd, env, log)
+    return kills, missed
+
+
+def run_scenario(scenario: str, rounds: list[tuple[str, ...]], work: Path, rng: random.Random, say=print,
+                 cache: Path = DEFAULT_CACHE) -> dict:
+    """A reference run, then each round of kills compared with it; returns the scenario's report."""
+    reference = work / f"{scenario}-reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    reference.mkdir(parents=True)
+    _, duration = run_once(command(scenario, reference, cache), _environment(), work / f"{scenario}-reference.log")
+    say(f"{scenario}: reference run {duration:.1f}s")
+    kills, missed, problems = [], 0, []
+    for number, phases in enumerate(rounds):
+        faulted = work / f"{scenario}-faulted-{number}"
+        got, lost = run_round(scenario, phases, faulted, duration, rng, cache, work / f"{faulted.name}.log", say)
+        found = compare(reference, faulted)
+        kills, missed, problems = kills + got, missed + lost, problems + [f"round {number}: {p}" for p in found]
+        say(f"{scenario} round {number}: {len(got)} kills survived" if not found else
+            f"{scenario} round {number}: FAILED after {len(got)} kills: " + "; ".join(found))
     return {"scenario": scenario, "kills": kills, "missed": missed, "problems": problems,
             "survived": len(kills) if not problems else 0}
 
@@ -197,8 +227,8 @@ def run_harness(size: str = "large", seed: int = 0, work: str | Path | None = No
     rng = random.Random(seed)
     work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="jaxrl-faults-"))
     work.mkdir(parents=True, exist_ok=True)
-    plan = {name: phases for name, phases in KILLS[size].items() if scenarios is None or name in scenarios}
-    reports = [run_scenario(name, tuple(phases), work, rng, say, Path(cache)) for name, phases in plan.items()]
+    plan = {name: rounds for name, rounds in KILLS[size].items() if scenarios is None or name in scenarios}
+    reports = [run_scenario(name, rounds, work, rng, say, Path(cache)) for name, rounds in plan.items()]
     summary = {"size": size, "seed": seed, "work": str(work), "scenarios": reports,
                "kills": sum(len(r["kills"]) for r in reports), "survived": sum(r["survived"] for r in reports),
                "passed": all(not r["problems"] for r in reports)}

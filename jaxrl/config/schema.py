@@ -30,7 +30,7 @@ TOP = {"seed": INT(ge=0), "compilation_cache": STR.nullable_(), "preset": STR}
 GROUPS: dict[str, dict[str, Rule]] = {
     "run": {"chunk_updates": INT(ge=0).nullable_(), "save_checkpoint": BOOL, "plots": BOOL, "resume": BOOL,
             "num_seeds": COUNT, "population_chunk": COUNT, "memory_limit_gb": POS.nullable_(),
-            "keep_states": INT(ge=1)},
+            "resume_dir": STR.nullable_()},
     "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "window": INT(ge=2)},
     "data": {"symbol": STR, "path": STR, "asset_class": ONE_OF("tradefi", "crypto"), "date_column": STR,
              "close_column": STR, "train_source": ONE_OF("real", "synthetic", "mix"), "synthetic_fraction": PROB,

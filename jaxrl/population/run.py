@@ -98,8 +98,10 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
             say(f"  memory estimate {estimate['per_device_bytes'] / 2**20:,.1f} MiB per device "
                 f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:,.1f} MiB) "
                 f"of {estimate['limit_bytes'] / 2**30:,.1f} GiB ({estimate['limit_source']})")
+        remote = cfg.run.get("resume_dir")
         state, timings = run_in_chunks(population, int(cfg.seed), cfg.run.chunk_updates, group_dir, resume=resume,
-                                       on_chunk=progress_printer(learner, say, members=population.size))
+                                       on_chunk=progress_printer(learner, say, members=population.size),
+                                       state_dir=f"{str(remote).rstrip('/')}/{group_dir.name}" if remote else None)
         for name in ("compile_s", "run_s"):
             timings_all[name] += timings[name]
         results += _finish_group(cfg, experiment, population, state, group, group_dir, out_dir, timings)
