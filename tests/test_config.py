@@ -10,7 +10,9 @@ from helpers import tiny_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
+from jaxrl.cli_errors import one_line_errors, take_debug_flag
 from jaxrl.config import ConfigError, validate_config
+from jaxrl.data import DataError
 from jaxrl.config.rules import field_rules
 from jaxrl.config.schema import VARIANTS
 from jaxrl.envs import ExitParams, FundingParams, PortfolioParams, PositionParams
@@ -152,3 +154,27 @@ def test_the_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env, cwd=tmp_path,
                            timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+def test_a_group_that_is_not_a_mapping_and_an_unknown_variant_are_refused():
+    with pytest.raises(ConfigError, match=r"gate=5: must be a config group"):
+        validate_config({"gate": 5})
+    with pytest.raises(ConfigError, match=r"agent.name='foo': must be one of \['bc', 'cql', 'iql', 'ppo'"):
+        validate_config({"agent": {"name": "foo"}})
+    validate_config({"env": {"name": "Acrobot-v1"}})  # any gymnax env by its name, no other settings
+
+
+def test_one_line_errors_prints_data_errors_too_and_debug_raises(capsys, monkeypatch):
+    def bad():
+        raise DataError("data/x.csv: line 3: unparseable date 'soon'\n(more)")
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        one_line_errors(bad)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "jaxrl: error: data/x.csv: line 3: unparseable date 'soon' (more)\n"
+    argv = ["prog", "--debug", "env.cost_bps=1"]
+    assert take_debug_flag(argv) and argv == ["prog", "env.cost_bps=1"]
+    with pytest.raises(DataError):
+        one_line_errors(bad)
+    assert one_line_errors(lambda x: x + 1, 1) == 2
