@@ -61,6 +61,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.experiment import PROJECT_ROOT, run_experiment
+from jaxrl.train import enable_compilation_cache
 from jaxrl.registry import Registry
 
 CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
@@ -477,6 +478,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="combos", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    enable_compilation_cache(cfg.get("compilation_cache"))  # a restarted runner skips compiling what it compiled
     run_combos(cfg, passthrough_overrides(HydraConfig.get().overrides.task))
 
 
