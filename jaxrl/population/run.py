@@ -32,7 +32,8 @@ from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.experiment import Experiment, compiled_once, finish_attempt, prepare_run_dir, progress_printer
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
-from jaxrl.population.members import Member, member_config, member_inputs, population_members
+from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, member_config, member_inputs,
+                                      population_members)
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -60,10 +61,11 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     members = population_members(cfg)
-    for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
-        validate_config(member_config(cfg, member))
     experiment = Experiment.from_config(cfg)
     learner = experiment.learner
+    check_sweep_names(list(members[0].values), learner_hyper(learner), experiment.env_params)  # names first
+    for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
+        validate_config(member_config(cfg, member))
     devices = jax.devices()
     mesh = member_mesh(devices) if len(devices) > 1 else None
     size = group_sizes(len(members), int(cfg.run.get("population_chunk", 64)), len(devices))
