@@ -2,7 +2,8 @@
 returns stops the run at the end of the chunk, before that chunk's state is saved or anything is registered.
 
 The learner state is `{"runner": ..., "selection": ...}` (jaxrl.chunks); everything under the runner is checked
-except its settings (`hyper`, where an off switch is +inf, and `env_params`).
+except its settings (`hyper`, where an off switch is +inf, and `env_params`) and its episode statistics
+(`last_return`, `episode_return`: NaN until an episode ends).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-SETTINGS_FIELDS = (".hyper", ".env_params")  # runner fields that hold settings, not learned or simulated values
+# Runner fields not checked: settings (an off switch is +inf) and episode statistics (NaN until an episode ends).
+SKIPPED_FIELDS = (".hyper", ".env_params", ".last_return", ".episode_return")
 
 
 class NonFiniteError(FloatingPointError):
@@ -47,10 +49,10 @@ def first_non_finite_metric(metrics: Mapping[str, Any]) -> tuple[int, str] | Non
 
 
 def first_non_finite_state(runner: Any) -> str | None:
-    """The key path of the first non-finite floating leaf of a runner (settings fields skipped)."""
+    """The key path of the first non-finite floating leaf of a runner (SKIPPED_FIELDS aside)."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(runner)[0]:
         name = jax.tree_util.keystr(path)
-        if name.startswith(SETTINGS_FIELDS):
+        if name.startswith(SKIPPED_FIELDS):
             continue
         array = np.asarray(leaf)
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
