@@ -52,6 +52,8 @@ def save_model(path: str | Path, params: Any, metadata: dict[str, Any]) -> Path:
     path = Path(path).absolute()
     if path.exists():
         raise FileExistsError(f"{path}: a model is already saved there")
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a writer killed mid-save: never a model
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     tmp.mkdir(parents=True)
     try:

@@ -66,6 +66,7 @@ from jaxrl.errors import UserError, outcome_code, take_debug_flag, user_errors
 from jaxrl.experiment import PROJECT_ROOT
 from jaxrl.run import run_experiment
 from jaxrl.runlock import run_lock
+from jaxrl.train import enable_compilation_cache
 
 register_resolvers()  # config.yaml's hydra.sweep.subdir
 
@@ -364,6 +365,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="combos", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    enable_compilation_cache(cfg.get("compilation_cache"))  # a restarted runner skips compiling what it compiled
     with user_errors("jaxrl.combos"):  # a bad grid or override, a locked runs_dir: one line, exit code 2
         entries = run_combos(cfg, passthrough_overrides(HydraConfig.get().overrides.task))
     code = exit_code(entries)

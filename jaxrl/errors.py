@@ -50,7 +50,8 @@ def user_errors(prog: str) -> Iterator[None]:
     except UserError as error:
         if debugging():
             raise
-        print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
+        message = " ".join(str(error).split())  # one line, even for a message that spans several
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
 
 

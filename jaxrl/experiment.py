@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
+from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
@@ -74,6 +75,7 @@ class Experiment:
         if agent != "ppo" and agent not in OFFLINE_AGENTS:
             raise UserError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
+        check_against_market(cfg, market)  # lengths that must fit the data's split (none without data)
         synthetic = synthetic_builder(cfg) if market is not None else None
         env, env_params = make_env(env_cfg, market, synthetic)
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
@@ -158,7 +160,7 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dic
     on_chunk = progress_printer(learner, say)
 
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
-                                   on_chunk=on_chunk)
+                                   on_chunk=on_chunk, state_dir=cfg.run.get("resume_dir"))
     params = learner.chosen_params(state)
     evaluated = jax.jit(learner.evaluate_gate)(params) if market is not None else None
     result = finish_attempt(cfg, experiment, out_dir, params, state["selection"], evaluated,

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from jaxrl.config import validate_config
 from jaxrl.experiment import run_single
 from jaxrl.population import is_population
 from jaxrl.population.run import run_population
@@ -17,6 +18,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     """Train, gate, write the run directory and record the attempt(s). With `run.num_seeds > 1` or a `sweep.*`
     list, trains a population (each member judged like a single run); else one run. Returns a dict with `gate`,
     `record`, ..."""
+    validate_config(cfg)  # a bad type, range or key fails here, before any data is read or anything compiled
     if is_population(cfg):
         return run_population(cfg, out_dir, verbose=verbose)
     return run_single(cfg, out_dir, verbose=verbose)

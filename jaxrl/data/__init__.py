@@ -9,5 +9,6 @@ from jaxrl.data.loader import (
     file_sha256,
     load_market,
 )
+from jaxrl.data.sanity import SanityLimits
 
-__all__ = ["PERIODS_PER_YEAR", "DataError", "MarketArrays", "MarketData", "Split", "file_sha256", "load_market"]
+__all__ = ["PERIODS_PER_YEAR", "DataError", "MarketArrays", "MarketData", "SanityLimits", "Split", "file_sha256", "load_market"]

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.data.funding import funding_from_config
 from jaxrl.data.loader import MarketData, load_market
 from jaxrl.data.multi import basket_from_config
+from jaxrl.data.sanity import SanityLimits
 from jaxrl.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # the jaxrl checkout: hydra_conf/ and data/
@@ -50,4 +51,5 @@ def load_data(cfg: DictConfig) -> MarketData:
         window=cfg.env.window,
         date_column=cfg.data.get("date_column", "Date"),
         close_column=cfg.data.get("close_column", "Close"), **folds,
+        sanity=SanityLimits.for_asset_class(cfg.data.get("asset_class", "tradefi"), cfg.data),
     )

@@ -59,6 +59,7 @@ class FundingData:
     feature_mean: np.ndarray  # (S, F)
     feature_std: np.ndarray  # (S, F)
     regimes: np.ndarray | None = None  # (T, S) generator regime index, None for a CSV
+    sanity: dict = dataclasses.field(default_factory=dict)  # gaps / bad ticks let through (none: not checked)
     asset_class: str = "crypto"
 
     @property

@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 from flax import struct
 
-from jaxrl.errors import UserError
+from jaxrl.data.errors import DataError
 from jaxrl.data.features import FEATURE_LOOKBACK, FEATURE_NAMES, causal_features, fit_normalisation, normalise
+from jaxrl.data.sanity import SanityLimits, check_series
 
 PERIODS_PER_YEAR = {"tradefi": 252, "crypto": 365}
 
 
-class DataError(UserError):
-    """A market data file that cannot be used as it is."""
 
 
 @struct.dataclass
@@ -87,6 +86,7 @@ class MarketData:
     feature_names: tuple[str, ...]
     feature_mean: np.ndarray
     feature_std: np.ndarray
+    sanity: dict = dataclasses.field(default_factory=dict)  # what data.allow_gaps / allow_outliers let through
 
     @property
     def num_bars(self) -> int:
@@ -209,11 +209,13 @@ def compute_split(num_bars: int, periods_per_year: int, years: float, val_years:
 
 def load_market(path: str | Path, *, symbol: str | None = None, asset_class: str = "tradefi", years: float = 5,
                 val_years: float = 1, window: int = 32, min_train_bars: int = 252, date_column: str = "Date",
-                close_column: str = "Close", folds: int = 1, embargo: int = 0) -> MarketData:
+                close_column: str = "Close", folds: int = 1, embargo: int = 0,
+                sanity: SanityLimits | None = None) -> MarketData:
     """Read a CSV or parquet file of daily bars and build the arrays, split and normalised causal features.
 
     `window` is the observation window: an episode's first decision needs `window` rows of defined features, so
     train episodes start at bar FEATURE_LOOKBACK + window - 1. `folds` and `embargo`: see `compute_split`.
+    `sanity`: the gap and bad-tick limits (jaxrl.data.sanity; default: the asset class's, nothing allowed through).
     """
     path = Path(path)
     if asset_class not in PERIODS_PER_YEAR:
@@ -227,6 +229,8 @@ def load_market(path: str | Path, *, symbol: str | None = None, asset_class: str
         raise DataError(f"{path}: no data rows")
     days = _parse_dates(frame[date_col], path)
     closes = _parse_closes(frame[close_col], days, path)
+    sanity = sanity or SanityLimits.for_asset_class(asset_class)
+    let_through = check_series(path, days, closes, sanity)
 
     periods = PERIODS_PER_YEAR[asset_class]
     warmup = FEATURE_LOOKBACK + window - 1
@@ -256,4 +260,5 @@ def load_market(path: str | Path, *, symbol: str | None = None, asset_class: str
         feature_names=FEATURE_NAMES,
         feature_mean=mean,
         feature_std=std,
+        sanity={str(path): let_through} if let_through["gaps"] or let_through["bad_ticks"] else {},
     )

@@ -31,6 +31,7 @@ from jaxrl.data.loader import (
     compute_split,
     file_sha256,
 )
+from jaxrl.data.sanity import SanityLimits, calendar_gaps, check_series, merge_reports
 
 
 def read_closes(path: str | Path, date_column: str = "Date", close_column: str = "Close"):
@@ -95,6 +96,7 @@ class MarketBasket:
     feature_mean: np.ndarray  # (N, F)
     feature_std: np.ndarray  # (N, F)
     join: JoinReport
+    sanity: dict = dataclasses.field(default_factory=dict)  # what data.allow_gaps / allow_outliers let through
 
     @property
     def symbol(self) -> str:
@@ -138,10 +140,12 @@ def inner_join(dates: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray
 def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = None, asset_class: str = "tradefi",
                 years: float = 5, val_years: float = 1, window: int = 32, *, min_train_bars: int = 252,
                 date_column: str = "Date", close_column: str = "Close",
-                say: Callable[[str], None] | None = print, folds: int = 1, embargo: int = 0) -> MarketBasket:
+                say: Callable[[str], None] | None = print, folds: int = 1, embargo: int = 0,
+                sanity: SanityLimits | None = None) -> MarketBasket:
     """Load N files, inner-join them on dates and build (T, N) returns and (T, N, F) features with one split.
 
     `say` receives the join report's summary (pass None for silence); the report is also kept on `result.join`.
+    `sanity`: gap and bad-tick limits (jaxrl.data.sanity), checked on every file and on the common calendar.
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -157,6 +161,8 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
         raise DataError(f"{paths[0]}: unknown asset_class {asset_class!r}; expected one of {sorted(PERIODS_PER_YEAR)}")
 
     loaded = [read_closes(p, date_column, close_column) for p in paths]
+    sanity = sanity or SanityLimits.for_asset_class(asset_class)
+    reports = {str(p): check_series(p, days, closes, sanity) for p, (days, closes) in zip(paths, loaded)}
     common, rows = inner_join([days for days, _ in loaded])
     dropped = [len(days) - len(common) for days, _ in loaded]
     first_dropped = tuple(tuple(str(d) for d in np.setdiff1d(days, common)[:5]) for days, _ in loaded)
@@ -170,6 +176,8 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
     )
     if say is not None:
         say(join.summary())
+    joined = " + ".join(str(p) for p in paths) + " (inner join)"
+    reports[joined] = check_series(joined, common, None, sanity)  # gaps the join itself opens
 
     closes = np.stack([c[r] for (_, c), r in zip(loaded, rows)], axis=1)  # (T, N) float64
     periods = PERIODS_PER_YEAR[asset_class]
@@ -204,6 +212,7 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
         feature_mean=np.stack(means),
         feature_std=np.stack(stds),
         join=join,
+        sanity=merge_reports(reports),
     )
 
 
@@ -219,4 +228,5 @@ def basket_from_config(data_cfg, years: float, val_years: float, window: int, re
         date_column=str(data_cfg.get("date_column", "Date")),
         close_column=str(data_cfg.get("close_column", "Close")),
         say=say, folds=folds, embargo=embargo,
+        sanity=SanityLimits.for_asset_class(str(data_cfg.get("asset_class", "tradefi")), data_cfg),
     )

@@ -51,4 +51,6 @@ def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup
     })
     if rules is not None:
         report["candidate_rules"] = rules.check(report)
+    if market.sanity:  # gaps / bad ticks that data.allow_gaps / data.allow_outliers let through
+        report["data_sanity"] = market.sanity
     return report

@@ -28,14 +28,16 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
+from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once, share_compiled
 from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
-from jaxrl.population.members import Member, member_config, member_inputs, population_members
-from jaxrl.runlock import run_lock
+from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, member_config, member_inputs,
+                                      population_members)
 from jaxrl.population.overfitting import apply_population_overfitting, population_overfitting
+from jaxrl.runlock import run_lock
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -70,6 +72,9 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
     members = population_members(cfg)
     experiment = Experiment.from_config(cfg)
     learner = experiment.learner
+    check_sweep_names(list(members[0].values), learner_hyper(learner), experiment.env_params)  # names first
+    for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
+        validate_config(member_config(cfg, member))
     devices = jax.devices()
     mesh = member_mesh(devices) if len(devices) > 1 else None
     size = group_sizes(len(members), int(cfg.run.get("population_chunk", 64)), len(devices))
@@ -104,8 +109,10 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
             say(f"  memory estimate {estimate['per_device_bytes'] / 2**20:,.1f} MiB per device "
                 f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:,.1f} MiB) "
                 f"of {estimate['limit_bytes'] / 2**30:,.1f} GiB ({estimate['limit_source']})")
+        remote = cfg.run.get("resume_dir")
         state, timings = run_in_chunks(population, int(cfg.seed), cfg.run.chunk_updates, group_dir, resume=resume,
-                                       on_chunk=progress_printer(learner, say, members=population.size))
+                                       on_chunk=progress_printer(learner, say, members=population.size),
+                                       state_dir=f"{str(remote).rstrip('/')}/{group_dir.name}" if remote else None)
         for name in ("compile_s", "run_s"):
             timings_all[name] += timings[name]
         results += _finish_group(cfg, experiment, population, state, group, group_dir, out_dir, timings)

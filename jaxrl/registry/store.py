@@ -8,18 +8,27 @@ installed):
     candidates/<attempt_id>/metadata.json
 
 Writes never leave half an entry: locally everything is written under a temporary name and renamed; on a remote
-store the parameters are uploaded first and `metadata.json` last, and an entry without it does not exist.
+store every file is one single-object put (atomic there: no copy-and-delete `mv`), the parameters first and
+`metadata.json` last, and an entry without it does not exist.
+
+Concurrent writers: each attempt is its own file, so two processes recording into one registry lose nothing.
+The registry-wide reports (scoreboard, quality changelog and summary) are read-modify-write: locally they are
+rewritten under an exclusive lock on `<root>/.registry.lock`, so each one written includes every attempt recorded
+before it; on an object store (no locks) they are rebuilt from the attempts by the next writer or by
+`python -m jaxrl.scoreboard`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import fsspec
 
@@ -28,6 +37,7 @@ from jaxrl.gate.rules import meets_candidate_rules
 
 ATTEMPTS = "attempts"
 CANDIDATES = "candidates"
+LOCK_FILE = ".registry.lock"
 
 
 def new_attempt_id(symbol: str, env: str, agent: str, network: str, seed: int) -> str:
@@ -42,6 +52,27 @@ class Registry:
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         if self.local:
             self.path = str(Path(self.path).absolute())
+        self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive access to the registry-wide reports among processes (local registries; re-entrant)."""
+        if not self.local or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        with open(Path(self.path) / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def join(self, *parts: str) -> str:
         return "/".join([self.path.rstrip("/"), *parts])
@@ -84,12 +115,7 @@ class Registry:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(target, payload)
             return
-        text = json.dumps(payload, indent=2, default=str)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(tmp, "w") as handle:
-            handle.write(text)
-        self.fs.mv(tmp, target)
+        self._put(target, json.dumps(payload, indent=2, default=str))
 
     def write_text(self, relative: str, text: str) -> None:
         """Replace a text file under the root (reports such as the scoreboard) without a half-written state."""
@@ -100,11 +126,12 @@ class Registry:
             tmp.write_text(text)
             tmp.replace(target)
             return
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        self._put(target, text)
+
+    def _put(self, target: str, text: str) -> None:
+        """One single-object write: atomic on an object store (a reader sees the old object or the new one)."""
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(tmp, "w") as handle:
-            handle.write(text)
-        self.fs.mv(tmp, target)
+        self.fs.pipe_file(target, text.encode())
 
     def read_text(self, relative: str) -> str | None:
         target = self.join(relative)
@@ -116,6 +143,8 @@ class Registry:
     def _write_candidate(self, candidate_id: str, params: Any, record: dict[str, Any]) -> None:
         metadata = dict(record, candidate_id=candidate_id)
         target = self.join(CANDIDATES, candidate_id)
+        if self.fs.exists(f"{target}/{METADATA_FILE}"):  # written whole before a kill: a resumed run keeps it
+            return
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             save_model(target, params, metadata)

@@ -14,6 +14,8 @@ from jaxrl.reports.plots import plot_backtest
 from jaxrl.reports.quality import classify, write_quality_reports
 from jaxrl.reports.scoreboard import write_scoreboard
 
+ATTEMPT_ID_FILE = "attempt_id.txt"
+
 
 def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -> None:
     """Classify the attempt, record it (candidate only on a pass), refresh changelog/summary/scoreboard, plot."""
@@ -36,8 +38,12 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -
     if not cfg.registry.enabled:
         return
     registry = Registry(cfg.registry.root)
-    record["attempt_id"] = new_attempt_id(record["symbol"], record["env"], record["agent"], record["network"],
-                                          record["seed"])
+    # One id per run directory, kept before the registry write: a run killed during it and resumed rewrites the
+    # same entry instead of recording a second attempt.
+    id_file = Path(result["out_dir"]) / ATTEMPT_ID_FILE
+    record["attempt_id"] = id_file.read_text().strip() if id_file.exists() else new_attempt_id(
+        record["symbol"], record["env"], record["agent"], record["network"], record["seed"])
+    id_file.write_text(record["attempt_id"] + "\n")
     # docs/GATE_SPEC.md: a candidate must pass on real market data. Generated data (e.g. the funding generator) or a
     # look-ahead (oracle) dataset records the attempt but can never register a model.
     eligible = record["gate"]["real_data"] and not record["gate"].get("oracle", False)

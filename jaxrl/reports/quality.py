@@ -359,8 +359,9 @@ def write_quality_reports(registry, record: Mapping[str, Any], quality: Mapping[
 
     Works whether or not the record is already in the registry. Returns the summary written.
     """
-    text = registry.read_text(CHANGELOG) or CHANGELOG_HEADER
-    registry.write_text(CHANGELOG, text + changelog_entry(record, quality))
-    summary = quality_summary(registry.attempts(), record, quality)
-    registry.write_text(SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+    with registry.locked():  # concurrent writers: no changelog entry lost (jaxrl.registry.store)
+        text = registry.read_text(CHANGELOG) or CHANGELOG_HEADER
+        registry.write_text(CHANGELOG, text + changelog_entry(record, quality))
+        summary = quality_summary(registry.attempts(), record, quality)
+        registry.write_text(SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -113,12 +113,13 @@ def write_scoreboard(registry, out=None) -> list[dict[str, Any]]:
 
     `out` is another Registry (or a local folder / fsspec URL) to write into; default: the registry root.
     """
-    rows = scoreboard_rows(registry.attempts())
-    updated = datetime.now(timezone.utc).isoformat()
     target = registry if out is None else out
     if not hasattr(target, "write_text"):
         target = Registry(target)
-    payload = {"updated": updated, "registry": registry.root, "rows": rows}
-    target.write_text(SCOREBOARD_JSON, json.dumps(payload, indent=2, default=str) + "\n")
-    target.write_text(SCOREBOARD_MD, scoreboard_markdown(rows, updated))
+    with target.locked():  # concurrent writers: the last scoreboard written holds every attempt recorded before it
+        rows = scoreboard_rows(registry.attempts())
+        updated = datetime.now(timezone.utc).isoformat()
+        payload = {"updated": updated, "registry": registry.root, "rows": rows}
+        target.write_text(SCOREBOARD_JSON, json.dumps(payload, indent=2, default=str) + "\n")
+        target.write_text(SCOREBOARD_MD, scoreboard_markdown(rows, updated))
     return rows
