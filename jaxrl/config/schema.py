@@ -25,13 +25,15 @@ from jaxrl.offline import ALGORITHMS
 INT_LIST = Rule("int_list", ge=1)
 SCALE = NUM(ge=0, le=1)  # a guard's exposure multiplier (1 = off)
 
-TOP = {"seed": INT(ge=0), "compilation_cache": STR.nullable_(), "preset": STR}
+TOP = {"seed": INT(ge=0), "compilation_cache": STR.nullable_(), "preset": STR,
+       "agent_overrides": Rule("dict")}  # checked against each agent by jaxrl.edge before anything runs
 # Groups whose keys are fixed.
 GROUPS: dict[str, dict[str, Rule]] = {
     "run": {"chunk_updates": INT(ge=0).nullable_(), "save_checkpoint": BOOL, "plots": BOOL, "resume": BOOL,
             "num_seeds": COUNT, "population_chunk": COUNT, "memory_limit_gb": POS.nullable_(),
             "resume_dir": STR.nullable_()},
-    "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "window": INT(ge=2)},
+    "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "window": INT(ge=2),
+             "require_positive_sharpe": BOOL, "require_positive_return": BOOL},
     "data": {"symbol": STR, "path": STR, "asset_class": ONE_OF("tradefi", "crypto"), "date_column": STR,
              "close_column": STR, "train_source": ONE_OF("real", "synthetic", "mix"), "synthetic_fraction": PROB,
              "synthetic_paths": COUNT, "kind": ONE_OF("single", "basket"), "instruments": Rule("list"),
@@ -66,6 +68,9 @@ RANGES: dict[str, dict[str, Rule]] = {
         "min_exit_bar": INT(ge=0), "tighten_factor": PROB, "partial_fraction": NUM(gt=0, lt=1), "pnl_coef": NUM(),
         "time_coef": NONNEG, "regret_coef": NONNEG, "max_gross": POS, "hint_coef": NONNEG, "hint_cap": NONNEG,
         "concentration_coef": NONNEG, "source": Rule("dict"),
+        "reward": ONE_OF("pnl", "differential_sharpe", "rolling_sharpe"), "sharpe_reward_scale": NONNEG,
+        "dsr_eta": NUM(gt=0, lt=1), "sharpe_window": INT(ge=2), "vol_deadband": NONNEG, "vol_window": INT(ge=2),
+        "rebalance_rate": NUM(gt=0, le=1), "obs_noise": NONNEG, "return_noise": NONNEG,
     },
     "agent": {
         "name": STR, "num_envs": COUNT, "num_steps": COUNT, "total_timesteps": COUNT, "update_epochs": COUNT,
@@ -77,7 +82,9 @@ RANGES: dict[str, dict[str, Rule]] = {
         "tau": NUM(gt=0, le=1), "expectile": NUM(gt=0, lt=1), "temperature": NONNEG, "max_weight": POS,
         "alpha": NONNEG, "policy_noise": NONNEG, "noise_clip": NONNEG, "policy_delay": COUNT, "reward_scale": POS,
         "cql_alpha": NONNEG, "num_sampled_actions": COUNT, "cql_temperature": POS, "discrete_cql_alpha": NONNEG,
-        "actor_bc_coef": NONNEG, "critic_bc_coef": NONNEG,
+        "actor_bc_coef": NONNEG, "critic_bc_coef": NONNEG, "weight_decay": NONNEG, "cost_curriculum": PROB,
+        "warm_start": STR.nullable_(), "warm_start_steps": INT(ge=0), "warm_start_coef": NONNEG,
+        "warm_start_decay": PROB,
     },
     "network": {"name": STR, "hidden": INT_LIST, "head_hidden": INT_LIST, "head_activation": STR,
                 "dropout_rate": NUM(ge=0, lt=1), "norm": ONE_OF("none", "layer", "rms"),
@@ -95,7 +102,9 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
         # (jaxrl.envs is not imported here: it would tie the config to the envs' import graph; the keys are listed)
         "position": (*_ENV_STATIC, "action_grid", "episode_len", "cost_bps", "max_leverage", "target_deadband",
                      "rebalance_deadband", "reward_scale", "drawdown_coef", "downside_coef", "flat_penalty_scale",
-                     "flat_penalty_threshold", "liquidation_equity", "synthetic_fraction"),
+                     "flat_penalty_threshold", "liquidation_equity", "synthetic_fraction", "reward",
+                     "sharpe_reward_scale", "dsr_eta", "sharpe_window", "turnover_coef", "vol_deadband", "vol_window",
+                     "rebalance_rate", "obs_noise", "return_noise"),
         "portfolio": (*_ENV_STATIC, "action_mode", "trail_window", "episode_len", "cost_bps", "max_leverage",
                       "net_cap", "rebalance_deadband", "reward_scale", "turnover_coef", "drawdown_coef",
                       "liquidation_equity", "drawdown_guard_level", "drawdown_guard_scale", "trailing_guard_level",
@@ -107,7 +116,7 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "funding": (*_ENV_STATIC, "source", "episode_len", "max_gross", "cost_bps", "rebalance_deadband",
                     "reward_scale", "hint_coef", "hint_cap", "concentration_coef"),
     },
-    "agent": {"ppo": ("name", *field_rules(PPOConfig)),
+    "agent": {"ppo": ("name", "warm_start", *field_rules(PPOConfig)),  # warm_start: taken by the experiment
               **{name: (*_OFFLINE_EXTRA, *field_rules(module.Config)) for name, module in ALGORITHMS.items()}},
     "network": {name: ("name", "head_hidden", "head_activation", *field_rules(cls, skip=("deterministic",)))
                 for name, cls in BACKBONES.items()},
