@@ -32,7 +32,8 @@ def resolve_data_path(path: str | Path, cwd: str | Path | None = None) -> Path:
 def load_data(cfg: DictConfig) -> MarketData:
     """The data of the run's environment: one instrument, a basket (`data.kind: basket`) or funding rates."""
     years, val_years, window = cfg.gate.years, cfg.gate.val_years, int(cfg.env.window)
-    folds = {"folds": cfg.selection.get("folds", 1), "embargo": cfg.selection.get("embargo", 0)}  # 1, 0: one window
+    selection = cfg.get("selection") or {}  # a backtest's config has none: one validation window
+    folds = {"folds": selection.get("folds", 1), "embargo": selection.get("embargo", 0)}  # 1, 0: one window
     if cfg.env.name == "funding":  # its data comes from env.source (generated or a user's CSV); data/ is ignored
         return funding_from_config(OmegaConf.to_container(cfg.env.source, resolve=True), years, val_years, window,
                                    resolve=resolve_data_path, **folds)
