@@ -16,7 +16,8 @@ from jaxrl.data import DataError
 from jaxrl.config.rules import field_rules
 from jaxrl.config.schema import VARIANTS
 from jaxrl.envs import ExitParams, FundingParams, PortfolioParams, PositionParams
-from jaxrl.experiment import PROJECT_ROOT, Experiment, run_experiment
+from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.run import run_experiment
 
 def shipped_config(*overrides):
     """The shipped config with these overrides (no tiny shapes: any agent or env can be picked)."""

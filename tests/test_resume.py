@@ -11,7 +11,8 @@ from helpers import tiny_config
 
 from jaxrl.agents.ppo import PPO
 from jaxrl.chunks import _truncate_jsonl, read_jsonl, run_in_chunks
-from jaxrl.experiment import Experiment, run_experiment
+from jaxrl.experiment import Experiment
+from jaxrl.run import run_experiment
 from jaxrl.numerics import NonFiniteError, check_chunk, first_non_finite_metric
 from jaxrl.registry import Registry
 from jaxrl.resume import ResumeStore
