@@ -22,11 +22,10 @@ from typing import Any, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.data.from_config import resolve_data_path
+from jaxrl.data.from_config import PROJECT_ROOT, resolve_data_path
 from jaxrl.data.loader import file_sha256
 from jaxrl.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AGENT_DIR = PROJECT_ROOT / "hydra_conf" / "agent"
 # Run bookkeeping: where and how a run is written, never what it trains. Everything else is the recipe.
 # `sweep` too: a population member's record carries its swept values where a single run reads them (agent.*, env.*).
@@ -36,11 +35,6 @@ NAME_LIMIT = 80
 
 
 # ---- paths ---------------------------------------------------------------------------------------------------------
-def absolute_data_path(path: str | Path, cwd: str | Path | None = None) -> Path:
-    """Absolute as given; relative against `cwd` (default: the working directory), then the jaxrl checkout."""
-    return resolve_data_path(path, cwd)
-
-
 def absolute_location(path: str, cwd: str | Path | None = None) -> str:
     """A local directory made absolute against `cwd`; URLs (s3://, gs://, memory://) as given."""
     if "://" in path:
@@ -52,10 +46,10 @@ def absolute_paths(cfg: DictConfig, cwd: str | Path | None = None) -> DictConfig
     """Rewrite the config's user paths in place as absolute ones (see the module docstring); returns `cfg`."""
     data = cfg.get("data")
     if data is not None and data.get("path"):
-        data.path = str(absolute_data_path(str(data.path), cwd))
+        data.path = str(resolve_data_path(str(data.path), cwd))
     agent = cfg.get("agent")
     if agent is not None and agent.get("dataset_path"):
-        agent.dataset_path = str(absolute_data_path(str(agent.dataset_path), cwd))
+        agent.dataset_path = str(resolve_data_path(str(agent.dataset_path), cwd))
     registry = cfg.get("registry")
     if registry is not None and registry.get("root"):
         registry.root = absolute_location(str(registry.root), cwd)
@@ -108,7 +102,7 @@ def check_agent_overrides(cfg: DictConfig, agent_dir: Path = AGENT_DIR) -> dict[
             if not has_key(settings, key):
                 owners = [p.stem for p in sorted(agent_dir.glob("*.yaml"))
                           if has_key(OmegaConf.to_container(OmegaConf.load(p), resolve=False), key)]
-                scope = (f"scope it to the agents that have it: "
+                scope = ("scope it to the agents that have it: "
                          + " ".join(f"agent_overrides.{o}={{{key}:...}}" for o in owners) if owners
                          else "no agent has that setting")
                 raise UserError(f"agent_overrides.{agent}.{key}: agent {agent} ({agent_dir / (agent + '.yaml')}) "

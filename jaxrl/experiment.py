@@ -23,7 +23,7 @@ from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
-from jaxrl.data.from_config import load_data
+from jaxrl.data.from_config import PROJECT_ROOT, load_data  # noqa: F401  (PROJECT_ROOT: re-exported)
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError
 from jaxrl.gate.honest import honest_lines, honest_report
@@ -38,7 +38,6 @@ from jaxrl.progress import progress_printer, work_units
 from jaxrl.runlock import run_lock
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
 
 
