@@ -37,14 +37,22 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary sibling, fsync, rename. Temporaries of `path` left by a writer
+    killed mid-write are removed first, so a resumed run that rewrites the same file leaves no debris."""
     path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    write_bytes_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str).encode())
 
 
 def save_model(path: str | Path, params: Any, metadata: dict[str, Any]) -> Path:

@@ -12,9 +12,7 @@ chunk size never changes the result.
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaxrl.checkpoint import write_bytes_atomic
 from jaxrl.compiled import compiled_cache
 from jaxrl.numerics import check_chunk
 from jaxrl.resume import PROGRESS_FILE, STATE_DIR, ResumeStore
@@ -52,9 +51,7 @@ def _truncate_jsonl(path: Path, rows: int) -> None:
     if len(lines) < rows:
         raise RuntimeError(f"{path}: {len(lines)} rows, but the restored state has logged {rows}: the log was "
                            "changed outside jaxrl; move it away to resume without it")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    tmp.write_text("".join(lines[:rows]))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, "".join(lines[:rows]).encode())
 
 
 def _save_state(store: ResumeStore, state: Any, periods_done: int) -> None:

@@ -26,8 +26,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxrl.checkpoint import write_bytes_atomic
 from jaxrl.offline.labelers import ORACLE_WARNING, ROLLOUT_KEYS, LabelerSet, make_labelers
 
 FORMAT = "jaxrl.offline.dataset/1"
@@ -280,9 +279,7 @@ def save_dataset(path: str | Path, dataset: Dataset, metadata: Mapping[str, Any]
     np.savez(buffer, **{name: getattr(dataset, name) for name in FIELDS},
              **{METADATA_KEY: np.asarray(json.dumps(metadata, default=str))})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

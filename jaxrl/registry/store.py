@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import fsspec
 
-from jaxrl.checkpoint import METADATA_FILE, PARAMS_DIR, load_model, save_model, write_json_atomic
+from jaxrl.checkpoint import METADATA_FILE, PARAMS_DIR, load_model, save_model, write_bytes_atomic, write_json_atomic
 from jaxrl.gate.rules import meets_candidate_rules
 
 ATTEMPTS = "attempts"
@@ -122,9 +122,7 @@ class Registry:
         target = self.join(relative)
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex}")
-            tmp.write_text(text)
-            tmp.replace(target)
+            write_bytes_atomic(target, text.encode())
             return
         self._put(target, text)
 
