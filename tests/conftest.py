@@ -37,6 +37,19 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# The slowest tests (subprocesses that train) are started first, so pytest-xdist's workers do not finish on a long
+# tail of them one after another.
+SLOW_FIRST = ("tests/test_readme.py::test_readme_command_runs_as_typed", "tests/test_faults.py", "tests/test_cli.py",
+              "tests/test_combos.py", "tests/test_launch.py", "tests/test_population.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)
+
+
 def pytest_unconfigure(config):
     if not hasattr(config, "workerinput"):  # the controller removes it once every worker is done
         shutil.rmtree(os.environ.get(CACHE_ENV, ""), ignore_errors=True)

@@ -8,12 +8,14 @@ Directives live in an HTML comment right before a block (invisible on the render
     shrink "<text>": $tiny grid.seeds=[0]   instead, for the commands containing <text> (any command, e.g. a bench)
     writes "<text>": runs/*/*/gate.json  globs the command must write (files newer than its start)
     skip "<text>": needs a cloud account  not run: listed as skipped with the reason (cloud, GPU, network, your files)
+    together: <why>                      the block's commands depend on each other: run in order, in one directory
     -->
 
 `$name` expands a shrink set declared once in a `<!-- readme-test-shrinks ... -->` comment (`name: overrides`).
-The commands of one block run one after another in one fresh directory (`jaxrl.status runs/combos` reads what the
-combo runner before it wrote); blocks are independent tests (pytest-xdist spreads them over the cores). Every Hydra
-app runs with the session's compilation cache (tests/conftest.py), so equal shapes compile once.
+Each command is its own test in its own fresh directory (pytest-xdist spreads them over the cores), unless its block
+says `together:`; then the block is one test whose commands run in order in one directory (`jaxrl.status
+runs/combos` reads what the combo runner before it wrote). Every Hydra app runs with the session's compilation cache
+(tests/conftest.py), so equal shapes compile once.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ HYDRA_APPS = ("python -m jaxrl.train", "python -m jaxrl.combos", "python -m jaxr
 CACHED_APPS = ("python -m jaxrl.train", "python -m jaxrl.combos")  # their configs have compilation_cache
 BLOCK = re.compile(r"(?:<!--\s*readme-test\n(?P<directives>.*?)-->\s*\n)?```bash\n(?P<body>.*?)```", re.S)
 SHRINKS = re.compile(r"<!--\s*readme-test-shrinks\n(?P<body>.*?)-->", re.S)
-DIRECTIVE = re.compile(r'^(?P<kind>shrink|writes|skip)(?:\s+"(?P<match>[^"]+)")?\s*:\s*(?P<value>.*)$')
+DIRECTIVE = re.compile(r'^(?P<kind>shrink|writes|skip|together)(?:\s+"(?P<match>[^"]+)")?\s*:\s*(?P<value>.*)$')
 TIMEOUT_S = 600
 
 
@@ -48,6 +50,7 @@ class Command:
     shrink: list[str] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
     skip: str | None = None
+    together: bool = False  # runs in order with the rest of its block, in the block's directory
 
     @property
     def shell(self) -> str:
@@ -108,6 +111,8 @@ def readme_commands(text: str) -> list[Command]:
                     command.writes += rule["value"].split()
                 elif rule["kind"] == "skip":
                     command.skip = rule["value"].strip()
+                elif rule["kind"] == "together":
+                    command.together = True
             commands.append(command)
     return commands
 
@@ -115,7 +120,10 @@ def readme_commands(text: str) -> list[Command]:
 COMMANDS = readme_commands(README.read_text())
 SKIPPED = [c for c in COMMANDS if c.skip]
 RUN = [c for c in COMMANDS if not c.skip]
-BLOCKS = sorted({c.block for c in RUN})
+# A test is one command, or a `together:` block's commands (keyed by the block's first command's line).
+GROUPS: dict[int, list[Command]] = {}
+for _command in RUN:
+    GROUPS.setdefault(_command.block if _command.together else _command.line, []).append(_command)
 
 
 def test_every_readme_command_is_run_shrunk_or_skipped_with_a_reason():
@@ -132,7 +140,7 @@ def test_every_readme_command_is_run_shrunk_or_skipped_with_a_reason():
     assert [(c.text, c.shrink, c.skip, c.writes) for c in parsed] == [
         ("python -m jaxrl.train x=1", ["a=1", "b=2"], None, ["runs/x"]),
         ("sky launch y", [], "needs a cloud account", [])]
-    print(f"README: {len(RUN)} commands run in {len(BLOCKS)} blocks, {len(SKIPPED)} skipped:\n"
+    print(f"README: {len(RUN)} commands run in {len(GROUPS)} tests, {len(SKIPPED)} skipped:\n"
           + "\n".join(f"  skipped line {c.line}: {c.text[:70]}: {c.skip}" for c in SKIPPED))
 
 
@@ -145,15 +153,16 @@ def _text(output: bytes | str | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{b}" for b in BLOCKS])
-def test_readme_block_runs_as_typed(block, tmp_path_factory):
-    """Every command of one README block not skipped, in order, in one temporary directory outside the checkout."""
-    workdir = tmp_path_factory.mktemp(f"readme{block}")
+@pytest.mark.parametrize("group", sorted(GROUPS), ids=[f"line{g}" for g in sorted(GROUPS)])
+def test_readme_command_runs_as_typed(group, tmp_path_factory):
+    """One README command (or a `together:` block's commands, in order) in a temporary directory outside the
+    checkout."""
+    workdir = tmp_path_factory.mktemp(f"readme{group}")
     assert PROJECT_ROOT not in workdir.parents
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     failures, report = [], []
-    for command in (c for c in RUN if c.block == block):
+    for command in GROUPS[group]:
         started = time.time() - 1
         try:
             done = subprocess.run(["bash", "-c", command.shell], cwd=workdir, env=env, capture_output=True,
@@ -170,6 +179,6 @@ def test_readme_block_runs_as_typed(block, tmp_path_factory):
             failures.append(f"README line {command.line}: {command.shell}\n  exit {done.returncode}"
                             f"{'; not written: ' + ', '.join(missing) if missing else ''}\n"
                             f"{done.stdout[-1500:]}\n{done.stderr[-2500:]}")
-    summary = f"README block at line {block}:\n" + "\n".join(report)
+    summary = f"README line {group}:\n" + "\n".join(report)
     print(summary)
     assert not failures, summary + "\n\n" + "\n\n".join(failures)
