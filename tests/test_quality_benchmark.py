@@ -12,7 +12,7 @@ from jaxrl.quality.__main__ import main as quality_main
 from jaxrl.quality.__main__ import parse
 from jaxrl.quality.markets import MARKETS, MarketSpec, conditional_mean, file_returns, simulate, write_market
 from jaxrl.quality.oracle import calibrate_rule, naive_exposures, oracle_scores, rule_exposures, score
-from jaxrl.quality.table import cell_stats, headline, spearman
+from jaxrl.quality.table import cell_stats, headline, pooled_spearman, spearman
 from jaxrl.reference.metrics_np import gate_metrics_np, strategy_returns_np
 
 
@@ -144,6 +144,24 @@ def test_headline_counts_control_passes_and_ar1_checks():
     assert h["ppo_ar1_vs_naive_5bps"] == pytest.approx(0.8 - 0.6)
     assert h["control_passes"] == 1 and h["control_registered"] == 1
     assert h["mean_spearman_planted"] == pytest.approx(1.0)
+
+
+def test_pooled_spearman_centres_each_cell_on_its_medians():
+    # Cell a: validation 1, 2, 3 (median 2), gates 1.0, 1.2, 1.1 (median 1.1) -> (-1, -0.1), (0, 0.1), (1, 0)
+    # Cell b: validation 10, 30 (median 20), gates 5, 4 (median 4.5) -> (-10, 0.5), (10, -0.5)
+    # Pooled validation ranks 1,3,4,2? by value: -10 < -1 < 0 < 1 < 10 -> ranks b1=1, a1=2, a2=3, a3=4, b2=5;
+    # gates: -0.5 < -0.1 < 0 < 0.1 < 0.5 -> b2=1, a1=2, a3=3, a2=4, b1=5.
+    a = _cell("ar1_a", [_member(1.0, 1), _member(1.2, 2), _member(1.1, 3)], 2.0)
+    b = _cell("ar1_b", [_member(5.0, 10), _member(4.0, 30)], 2.0)
+    lonely = _cell("ar1_c", [_member(9.0, 9)], 2.0)  # one member: nothing relative to compare
+    x, y = [2, 3, 4, 1, 5], [2, 4, 3, 5, 1]
+    expected = np.corrcoef(x, y)[0, 1]
+    assert pooled_spearman([a, b, lonely]) == pytest.approx(expected)
+    assert pooled_spearman([lonely]) is None
+    # A cell whose gates shift by a constant changes nothing: only within-cell order counts.
+    shifted = _cell("ar1_b", [_member(105.0, 10), _member(104.0, 30)], 2.0)
+    assert pooled_spearman([a, shifted]) == pytest.approx(expected)
+    assert headline([cell_stats(a), cell_stats(b)], [a, b])["pooled_spearman_planted"] == pytest.approx(expected)
 
 
 def test_cli_rejects_unknown_names():

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {market:<18} {learner:<7} {cost:>4g} bps  oracle {s['oracle']:+.2f}  median gate "
                       f"{s['median_gate']:+.2f}  fraction {frac}  turnover {s['median_turnover']:.2f}  passed "
                       f"{s['passed']}/{s['seeds']}  ({time.perf_counter() - start:.0f}s)", flush=True)
-    summary = headline(stats)
+    summary = headline(stats, cells)
     record = {"size": args.size, "seeds": size.seeds, "overrides": overrides, "hardware": hardware,
               "markets": {m: describe(MARKETS[m]) for m in args.markets.split(",")},
               "stats": stats, "headline": summary, "cells": cells}

@@ -9,6 +9,10 @@ For each cell (market x learner x cost, one population of seeds):
 - `flat_rate`: share of seeds whose gate exposure is flat on >= 90% of bars (flat-policy collapse).
 - `turnover_ratio`: median model turnover / the oracle's turnover.
 - `spearman`: rank correlation, across seeds, between the selected validation score and the gate value.
+- `pooled_spearman_planted` (headline): the same rank correlation over every member of the planted cells pooled,
+  each member's validation score and gate value taken relative to its own cell's medians. A cell of 3 seeds gives
+  a Spearman of -1, -0.5, 0.5 or 1 from ranking noise alone; pooled, the question stays the same (does a member
+  that validates better than its peers gate better than its peers?) with all the members as evidence.
 - `passed`, `registered`: seeds that passed the gate, and those registered as candidates.
 - offline cells: `labeler_fraction` (the best rule of the labeler mix, as a fraction of the oracle) and
   `beats_labeler` (median fraction minus it).
@@ -75,8 +79,24 @@ def cell_stats(cell: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-def headline(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's acceptance checks, computed from the cells (None where the grid lacks the cells)."""
+def pooled_spearman(cells: list[dict[str, Any]]) -> float | None:
+    """Spearman over the members of `cells` pooled, validation and gate each minus its own cell's median."""
+    validation, gates = [], []
+    for cell in cells:
+        pairs = [(m["validation"], m["gate"]) for m in cell["members"]
+                 if m["validation"] is not None and m["gate"] is not None
+                 and np.isfinite(m["validation"]) and np.isfinite(m["gate"])]
+        if len(pairs) < 2:
+            continue
+        v, g = np.asarray(pairs, dtype=np.float64).T
+        validation += list(v - np.median(v))
+        gates += list(g - np.median(g))
+    return spearman(validation, gates)
+
+
+def headline(stats: list[dict[str, Any]], cells: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The issue's acceptance checks, computed from the cells' statistics, and from the cells themselves for the
+    pooled Spearman (None where the grid lacks the cells)."""
     ppo_ar1 = [s for s in stats if s["learner"] == "ppo" and s["market"].startswith("ar1") and s["planted"]]
 
     def at(cost):
@@ -93,6 +113,7 @@ def headline(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "control_passes": int(sum(s["passed"] for s in controls)),
         "control_registered": int(sum(s["registered"] for s in controls)),
         "mean_spearman_planted": float(np.mean(spearmans)) if spearmans else None,
+        "pooled_spearman_planted": pooled_spearman([c for c in cells or [] if c["planted"]]),
         "best_offline_beats_labeler": max(beats) if beats else None,
     }
 
