@@ -136,8 +136,7 @@ def entry_signals(closes: np.ndarray, rule: str, momentum_lookback: int = 20, di
 class ExitEnv(TradingEnv):
     """Static: window, F and the entry rule's settings (they build the signal array). Numbers are traced params."""
 
-    has_diagnostics = True
-    has_action_mask = True
+    has_diagnostics = has_action_mask = True  # gate_info / gate_diagnostics, and action_mask
 
     def __init__(self, window: int = 32, num_features: int = 8, entry_rule: str = "momentum",
                  momentum_lookback: int = 20, direction: str = "both", entry_prob: float = 0.1, entry_seed: int = 0,

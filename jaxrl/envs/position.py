@@ -23,9 +23,9 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl.envs.base import TradingEnv
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
+from jaxrl.envs.base import TradingEnv
 from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
 from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
                                        recent_volatility, window_sharpe)
