@@ -60,11 +60,6 @@ def _pad(series, size: int, mode: str = "constant"):
     return jnp.pad(series, [(0, extra)] + [(0, 0)] * (series.ndim - 1), mode=mode)
 
 
-def _env_key(env) -> tuple:
-    return (type(env).__module__, type(env).__qualname__, getattr(env, "window", None),
-            getattr(env, "num_features", None), getattr(env, "exec_lag", None), getattr(env, "action_grid", None))
-
-
 def backtest_baseline(name: str, market: MarketData, env, env_params, setup: GateSetup, **settings: Any):
     """`evaluate` (metrics, exposures, returns) of a baseline on `market` through `env`.
 
@@ -74,13 +69,13 @@ def backtest_baseline(name: str, market: MarketData, env, env_params, setup: Gat
     """
     settings = baseline_settings(name, **settings)
     length, periods, rolling = setup.window.length, setup.periods_per_year, setup.rolling_window
-    key = (name, tuple(sorted(settings.items())), _env_key(env), length, periods, rolling)
+    key = (name, tuple(sorted(settings.items())), env.shape_key(), length, periods, rolling)
     compiled = _COMPILED.get(key)
     if compiled is None:
 
         def run(env_params, arrays: MarketArrays, start):
             policy = baseline_policy(name, arrays, periods, **settings)
-            policy = on_action_grid(policy, getattr(env, "action_grid", None))
+            policy = on_action_grid(policy, env.action_grid)
             return evaluate(env, env_params, policy, GateSetup(Window(start, length), periods, rolling))
 
         compiled = _COMPILED[key] = jax.jit(run)

@@ -25,9 +25,18 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.edge import recipe_of_record
 from jaxrl.errors import UserError
+from jaxrl.learner_registry import learner_entry
 from jaxrl.registry import Registry
 
-ONLINE_AGENTS = frozenset({"ppo"})  # every other agent learns offline from a labeler's dataset
+
+
+def is_online(agent: str) -> bool:
+    """Whether `agent` learns from its own rollouts (a registered online learner, e.g. ppo); every other agent
+    learns offline from a labeler's dataset."""
+    entry = learner_entry(agent)
+    return entry is not None and entry.online
+
+
 DEFAULT_NETWORK = "mlp"
 MATCHES = ("recipe", "identity")
 STATE_FILE = "combos_state.json"
@@ -66,7 +75,7 @@ def identity_of_config(cfg: Any) -> dict[str, Any]:
         "symbol": _symbol(cfg),
         "agent": agent,
         "network": str(network.get("name", DEFAULT_NETWORK)) if network else DEFAULT_NETWORK,
-        "labeler": None if agent in ONLINE_AGENTS else labeler_name(cfg.get("labeler")),
+        "labeler": None if is_online(agent) else labeler_name(cfg.get("labeler")),
         "seed": int(cfg.get("seed", 0)),
     }
 
@@ -79,7 +88,7 @@ def identity_of_record(record: dict[str, Any]) -> dict[str, Any]:
         "symbol": record.get("symbol"),
         "agent": agent,
         "network": str(record.get("network") or DEFAULT_NETWORK),
-        "labeler": None if agent in ONLINE_AGENTS else labeler_name(config.get("labeler")),
+        "labeler": None if is_online(agent) else labeler_name(config.get("labeler")),
         "seed": int(record.get("seed", -1)),
     }
 

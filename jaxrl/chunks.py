@@ -63,12 +63,11 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
                   resume: bool = False, on_chunk: Callable | None = None, state_dir: str | None = None):
     """Run every evaluation period of `learner`, `chunk_updates` updates (rounded to whole periods) per call.
 
-    A learner (PPO, the offline learners) provides: `selection` (SelectionConfig), `num_periods`, `num_updates`,
-    `steps_per_update` (env steps, or samples for offline learners), `init_state(key)`,
-    `run_periods(state, num_periods) -> (state, per-update metrics, per-evaluation history)`, `chosen_params(state)`,
-    `evaluate_gate(params)` and `deterministic_policy(params)`. Optional: `init_input(seed)` (what `init_state`
-    starts from, default `PRNGKey(seed)`; a population passes its members' keys and settings) and
-    `place_state(state)` (where the state lives, e.g. a population spread over a device mesh).
+    `learner` is a `jaxrl.learner.Learner` (PPO, the offline learners, a `jaxrl.population.Population`): its
+    `selection`, `num_periods`, `steps_per_update`, `init_input(seed)` (what `init_state` starts from: a key, or a
+    population's members' keys and settings), `init_state`, `place_state(state)` (where the state lives, e.g. a
+    population spread over a device mesh) and `run_periods(state, num_periods) -> (state, per-update metrics,
+    per-evaluation history)`.
 
     With `out_dir`, logs rows and saves a resumable state after each chunk (in `state_dir`, a directory or a
     gs:// / s3:// URL, default `out_dir/resume`); `resume=True` continues from the newest state that restores. NaN or inf in a chunk raises `jaxrl.numerics.NonFiniteError` before it is saved.
@@ -82,8 +81,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     # Compiled functions are kept per learner, so later runs of the same learner (resume, tests) reuse them.
     compiled: dict[Any, Any] = compiled_cache(learner).setdefault("chunks", {})
     init = compiled.setdefault("init", jax.jit(learner.init_state))
-    key = learner.init_input(seed) if hasattr(learner, "init_input") else jax.random.PRNGKey(seed)
-    place = getattr(learner, "place_state", lambda tree: tree)
+    key = learner.init_input(seed)
+    place = learner.place_state
     store = ResumeStore(state_dir or out / STATE_DIR) if out is not None else None
     try:
         state, done = None, 0

@@ -57,7 +57,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.cells import (DEFAULT_NETWORK, ONLINE_AGENTS, STATE_FILE, ComboState, check_match, first_line,  # noqa: F401
+from jaxrl.cells import (DEFAULT_NETWORK, STATE_FILE, ComboState, check_match, first_line, is_online,  # noqa: F401
                          format_line, gate_fields, identity_of_config, identity_of_record, labeler_name,
                          now_utc, registry_verdict, same_config)
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides,
@@ -144,14 +144,14 @@ def grid_combinations(grid: Any, config_dir: str | Path = CONFIG_DIR) -> list[Co
             where = (f"available: {', '.join(available_networks)}" if available_networks else
                      f"there is no network group (hydra_conf/network/) yet, so only {DEFAULT_NETWORK!r} is valid")
             raise UserError(f"grid.networks: unknown network {network!r}: {where}")
-    offline = [a for a in agents if a not in ONLINE_AGENTS]
+    offline = [a for a in agents if not is_online(a)]
     if offline:
         check("labeler", [x for x in labelers if x is not None], "labelers")
 
     combos: list[Combination] = []
     seen: set[Combination] = set()
     for symbol, agent, labeler, network, seed in product(symbols, agents, labelers, networks, seeds):
-        combo = Combination(symbol, agent, None if agent in ONLINE_AGENTS else labeler, network, seed)
+        combo = Combination(symbol, agent, None if is_online(agent) else labeler, network, seed)
         if combo not in seen:  # the labeler axis collapses for PPO
             seen.add(combo)
             combos.append(combo)

@@ -17,7 +17,6 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.agents.ppo import PPO, PPOConfig
 from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
 from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
@@ -30,10 +29,9 @@ from jaxrl.gate.honest import honest_lines, honest_report
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
-from jaxrl.offline import ALGORITHMS as OFFLINE_AGENTS
-from jaxrl.offline import make_offline_learner, oracle_notice
-from jaxrl.offline.common import OfflineLearner
-from jaxrl.offline.warm_start import warm_start
+from jaxrl.learner import Learner
+from jaxrl.learner_registry import LearnerContext, learner_entry, registered_learners
+from jaxrl.offline import oracle_notice
 from jaxrl.progress import progress_printer, work_units
 from jaxrl.runlock import run_lock
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
@@ -64,15 +62,17 @@ class Experiment:
     market: MarketData | None
     env: Any
     env_params: Any
-    learner: Any  # PPO, or an offline learner (jaxrl.offline)
+    learner: Learner  # a registered learner (jaxrl.learner_registry): PPO, an offline learner, ...
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Experiment":
         env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
         agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
         agent = agent_cfg.pop("name")
-        if agent != "ppo" and agent not in OFFLINE_AGENTS:
-            raise UserError(f"unknown agent {agent!r}; available: ppo, {', '.join(sorted(OFFLINE_AGENTS))}")
+        entry = learner_entry(agent)
+        if entry is None:
+            raise UserError(f"unknown agent {agent!r}; available: {', '.join(registered_learners(online=True))}, "
+                            f"{', '.join(sorted(registered_learners(online=False)))}")
         market = load_data(cfg) if is_trading_env(env_cfg["name"]) else None
         check_against_market(cfg, market)  # lengths that must fit the data's split (none without data)
         synthetic = synthetic_builder(cfg) if market is not None else None
@@ -86,14 +86,8 @@ class Experiment:
         if market is not None:  # windowed trading observations: the network group's backbone (PPO and offline)
             network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
             torso = torso_spec(network, env.window, env.num_features)
-        if agent in OFFLINE_AGENTS:  # learned from a labeler dataset (cfg.labeler) or agent.dataset_path
-            labeler_cfg = OmegaConf.to_container(cfg.labeler, resolve=True) if cfg.get("labeler") else None
-            learner = make_offline_learner({"name": agent, **agent_cfg}, labeler_cfg, env, env_params, gate,
-                                           validation, selection, int(cfg.seed), env_cfg=env_cfg, market=market,
-                                           torso=torso)
-            return cls(cfg, market, env, env_params, learner)
-        learner = PPO(PPOConfig.from_dict(agent_cfg), env, env_params, gate, validation, selection, torso)
-        warm_start(learner, market, int(cfg.seed))  # agent.warm_start: clone a baseline, then PPO from there
+        learner = entry.builder(LearnerContext(cfg, agent_cfg, env_cfg, env, env_params, gate, validation, selection,
+                                               market, torso, int(cfg.seed)))
         return cls(cfg, market, env, env_params, learner)
 
 
@@ -147,13 +141,12 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dic
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
-    offline = isinstance(learner, OfflineLearner)
     say = print if verbose else (lambda *a, **k: None)
     validating = f"validation every {period} updates, " if market is not None else "no validation (no market data), "
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
         f"{learner.num_updates} updates x {work_units(learner)}, {validating}on {jax.devices()[0].platform}")
     say(f"run dir     {out_dir}")
-    if offline and oracle_notice(learner):
+    if learner.dataset_metadata is not None and oracle_notice(learner):
         say(f"WARNING     {oracle_notice(learner)}")
 
     on_chunk = progress_printer(learner, say)
@@ -193,8 +186,8 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
         "packages": package_versions(),
         "training": training_evidence(metrics_rows, period, market.periods_per_year if market else None),
     }
-    notice = oracle_notice(learner) if hasattr(learner, "dataset_metadata") else None
-    if hasattr(learner, "dataset_metadata"):
+    notice = oracle_notice(learner) if learner.dataset_metadata is not None else None
+    if learner.dataset_metadata is not None:
         record["dataset"] = learner.dataset_metadata  # labelers, seed, hashes, behaviour, "oracle"
         record["oracle"] = bool(notice)
         if notice:
@@ -237,7 +230,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
         }
         record["validation"] = next((row for row in evaluations if row.get("update") == best_update), None)
         record["history"] = _history_lists(evaluations)
-        if getattr(experiment.env, "bank", None) is not None:  # data.train_source=synthetic|mix: the gap
+        if experiment.env.bank is not None:  # data.train_source=synthetic|mix: the gap
             num_paths = int(cfg.data.get("synthetic_paths", 64))
             env = experiment.env
             gap = compiled_once(learner, "synthetic_gap", lambda p, e, k: evaluate_synthetic(
@@ -246,7 +239,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
             report["synthetic"] = synthetic_report(gap, experiment.env.bank.generator, num_paths)
             report["synthetic_real_gap"] = report["synthetic"]["rolling_sharpe_mean"] - report["rolling_sharpe_mean"]
             record["training"]["synthetic_sharpe"] = report["synthetic"]["sharpe"]
-        if hasattr(experiment.env, "gate_diagnostics"):  # the environment family's own view of the gate window
+        if experiment.env.has_diagnostics:  # the environment family's own view of the gate window
             env = experiment.env
             info = compiled_once(learner, "gate_info", lambda p, e: env.gate_info(
                 e, learner.deterministic_policy(p, e), learner.gate))(params, experiment.env_params)

@@ -43,7 +43,8 @@ def progress_printer(learner, say, members: int = 1):
     def on_chunk(done, total, metrics, history, state, timings):
         updates_per_s = (done - timings["resumed_from_period"]) * period / max(timings["run_s"], 1e-9)
         eta = (total - done) * period / max(updates_per_s, 1e-9)
-        shown = next(name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics)
+        shown = next((name for name in ("reward_mean", "actor_loss", "critic_loss") if name in metrics),
+                     next(iter(metrics)))  # a registered learner's own first metric
         each = f" ({members} members)" if members > 1 else ""
         if offline:
             rate = f"{updates_per_s:>7,.1f} updates/s  {updates_per_s * per_update * members:>11,.0f} samples/s{each}"

@@ -20,8 +20,10 @@ from flax import struct
 from jaxrl.agents.networks import ActorCritic, policy_entropy, policy_log_prob, policy_mode, policy_sample
 from jaxrl.agents.ppo_config import (HYPER_FIELDS, PPOConfig, PPOHyper, clip_by_global_norm, curriculum_cost_scale,
                                      decay_kernels)
-from jaxrl.gate.backtest import GateSetup, evaluate
-from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
+from jaxrl.envs.base import capabilities, is_discrete
+from jaxrl.gate.backtest import GateSetup
+from jaxrl.gate.selection import SelectionConfig
+from jaxrl.learner import LearnerBase
 from jaxrl.networks import TorsoSpec
 
 __all__ = ["HYPER_FIELDS", "PPO", "PPOConfig", "PPOHyper", "Runner", "Transition", "clip_by_global_norm", "make_train"]
@@ -55,33 +57,25 @@ class Transition(NamedTuple):
     logs: dict
 
 
-class PPO:
+class PPO(LearnerBase):
     """Holds the static pieces; every method is pure and jit-able."""
 
     def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None,
                  validation: GateSetup | None = None, selection: SelectionConfig | None = None,
                  torso: TorsoSpec | None = None, init_params: Any = None):
         self.config = config
-        self.env = env
-        self.env_params = env_params
-        self.gate = gate
-        self.selection = selection or SelectionConfig()
-        # Where checkpoints are chosen: the validation window, or the gate window only when asked explicitly.
-        self.selection_setup = gate if self.selection.optimistic else validation
-        period = self.selection.eval_every
-        self.num_periods = -(-config.num_updates // period)
-        self.num_updates = self.num_periods * period  # whole evaluation periods
-        self.steps_per_update = config.batch_size  # environment steps per update
+        self.setup_periods(env, env_params, gate, validation, selection, config.num_updates, config.batch_size)
+        caps = capabilities(env)
         space = env.action_space(env_params)
-        self.discrete = hasattr(space, "n")
+        self.discrete = is_discrete(space)
         action_dim = int(space.n) if self.discrete else int(space.shape[0])
         self.network = ActorCritic(action_dim, self.discrete, tuple(config.hidden), config.activation,
                                    config.init_log_std, torso)
         # Dropout (the network config's dropout_rate) in the loss only, with a fresh rng per minibatch; rollouts,
         # validation and the gate act deterministically.
         self.dropout = torso is not None and float(dict(torso.backbone_kwargs).get("dropout_rate", 0.0)) > 0.0
-        # Training-only observation noise (env param obs_noise) for environments that declare `perturb_obs`.
-        self.perturbs_obs = bool(getattr(env, "perturbs_obs", False))
+        # Training-only observation noise (env param obs_noise) for environments that declare `perturbs_obs`.
+        self.perturbs_obs = caps.perturbs_obs
         # The cost curriculum rewrites the rollout's copy of env_params.cost_bps (never the runner's).
         self.has_cost = "cost_bps" in {f.name for f in dataclasses.fields(env_params)}
         if config.cost_curriculum > 0 and not self.has_cost:
@@ -89,12 +83,12 @@ class PPO:
                              f"setting; {type(env_params).__name__} has none")
         self.optimizer = optax.scale_by_adam(eps=1e-5)  # clipping and the learning rate are applied with traced values
         self.obs_shape = env.observation_space(env_params).shape
-        self.has_mask = hasattr(env, "action_mask")
+        self.has_mask = caps.has_action_mask
         # Environments with their own random stream (e.g. `position`) need no per-env key split each step.
-        self.per_env_keys = bool(getattr(env, "uses_step_key", True))
-        self.log_keys = tuple(getattr(env, "log_keys", ()))
+        self.per_env_keys = caps.uses_step_key
+        self.log_keys = caps.log_keys
         # Environments whose training data is regenerated in the graph expose `refresh(key, env_params)`.
-        self.refreshes_data = bool(getattr(env, "refreshes_data", False))
+        self.refreshes_data = caps.refreshes_data
         # Parameters to start from instead of a fresh init, e.g. jaxrl.offline.bc_warm_start (a cloned labeler).
         self.init_params = init_params
 
@@ -305,43 +299,8 @@ class PPO:
         """`num_updates` (static) updates in one scan; per-update summaries stacked along axis 0."""
         return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
 
-    # ---- evaluation periods: K updates, then a validation backtest that updates the selection -----------------
-    def init_state(self, key, hyper: PPOHyper | None = None, env_params=None):
-        runner = self.init(key, hyper, env_params)
-        selection = init_selection(runner.params) if self.selection_setup is not None else None
-        return {"runner": runner, "selection": selection}
-
-    def run_periods(self, state, num_periods: int):
-        """`num_periods` (static) evaluation periods. Returns (state, per-update metrics, per-evaluation history)."""
-
-        def evaluate(runner, selection):
-            policy = self.deterministic_policy(runner.params, runner.env_params)
-            return evaluate_and_select(self.env, runner.env_params, policy, self.selection_setup, selection,
-                                       runner.params, runner.update, self.selection)
-
-        return run_evaluation_periods(self.run_updates, evaluate, state, num_periods, self.selection.eval_every)
-
-    def chosen_params(self, state):
-        """The selected parameters, or the final ones when no evaluation was selectable (all flat) or none ran."""
-        runner, selection = state["runner"], state["selection"]
-        if selection is None:
-            return runner.params
-        found = selection.best_update >= 0
-        return jax.tree.map(lambda best, last: jnp.where(found, best, last), selection.best_params, runner.params)
-
-    def evaluate_gate(self, params, env_params=None):
-        env_params = self.env_params if env_params is None else env_params
-        return evaluate(self.env, env_params, self.deterministic_policy(params, env_params), self.gate)
-
-    def train(self, key, hyper: PPOHyper | None = None, env_params=None):
-        state = self.init_state(key, hyper, env_params)
-        state, metrics, history = self.run_periods(state, self.num_periods)
-        params = self.chosen_params(state)
-        result = {"params": params, "final_params": state["runner"].params, "metrics": metrics,
-                  "history": history, "selection": state["selection"]}
-        if self.gate is not None:
-            result["gate"] = self.evaluate_gate(params, state["runner"].env_params)
-        return result
+    def runner_params(self, runner: Runner):
+        return runner.params
 
 
 def make_train(config: PPOConfig, env, env_params, gate: GateSetup | None = None,

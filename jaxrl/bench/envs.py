@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl.bench.core import Bench, Record, benchmark, best_time, compile_timed
+from jaxrl.envs.base import capabilities, is_discrete
 from jaxrl.reference import NumpyPositionEnv
 from jaxrl.reference.exit_np import NumpyExitEnv
 from jaxrl.reference.funding_np import NumpyFundingEnv
@@ -32,7 +33,7 @@ def random_actions(key, env, env_params, shape: tuple[int, ...]):
     """Random actions of the env's action space: discrete, any index; bounded, uniform in [low, high];
     unbounded logits, standard normal."""
     space = env.action_space(env_params)
-    if hasattr(space, "n"):
+    if is_discrete(space):
         return jax.random.randint(key, shape, 0, space.n)
     shape = shape + tuple(space.shape)
     if unbounded(space):
@@ -42,7 +43,7 @@ def random_actions(key, env, env_params, shape: tuple[int, ...]):
 
 def numpy_random_actions(rng: np.random.Generator, space, num_steps: int) -> np.ndarray:
     """`random_actions` for the numpy references, drawn with numpy from the same distributions."""
-    if hasattr(space, "n"):
+    if is_discrete(space):
         return rng.integers(0, int(space.n), size=num_steps)
     shape = (num_steps, *space.shape)
     if unbounded(space):
@@ -54,7 +55,7 @@ def env_rollout(env, num_envs: int, num_steps: int):
     """Pure `(state, obs, key, params) -> (state, obs, key, reward_sum)`: `num_steps` of `vmap(env.step)` with
     auto-reset. The random actions are drawn before the timed loop, as the numpy reference's are; a key per env and
     step is split only for environments that use it. Observations ride in the scan carry, so they are really built."""
-    per_env_keys = bool(getattr(env, "uses_step_key", True))
+    per_env_keys = capabilities(env).uses_step_key
 
     def rollout(state, obs, key, params):
         key, action_key = jax.random.split(key)

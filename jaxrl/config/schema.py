@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPOConfig
 from jaxrl.config.rules import (ANY, BOOL, COUNT, DISCOUNT, INT, NONNEG, NUM, ONE_OF, POS, PROB, STR, ConfigError,
                                 Rule, field_rules)
+from jaxrl.envs.registry import env_entry
 from jaxrl.gate.selection import SELECTABLE_METRICS, SelectionConfig
+from jaxrl.learner_registry import learner_entry
 from jaxrl.networks.backbones import BACKBONES
 from jaxrl.offline import ALGORITHMS
 
@@ -99,7 +101,7 @@ _OFFLINE_EXTRA = ("name", "dataset_path", "eval_every")
 # The keys of each variant: its config dataclass's fields plus the settings its builder takes itself.
 VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "env": {
-        # (jaxrl.envs is not imported here: it would tie the config to the envs' import graph; the keys are listed)
+        # the built-in envs' keys; an env registered elsewhere (jaxrl.envs.registry) brings its own config_keys
         "position": (*_ENV_STATIC, "action_grid", "episode_len", "cost_bps", "max_leverage", "target_deadband",
                      "rebalance_deadband", "reward_scale", "drawdown_coef", "downside_coef", "flat_penalty_scale",
                      "flat_penalty_threshold", "liquidation_equity", "synthetic_fraction", "reward",
@@ -128,8 +130,15 @@ _DATACLASSES = {("agent", "ppo"): PPOConfig,
                 **{("network", name): cls for name, cls in BACKBONES.items()}}
 
 
+def _registered_keys(group: str, name: str) -> tuple[str, ...] | None:
+    """The keys of an environment or learner registered outside this table (jaxrl.envs.registry,
+    jaxrl.learner_registry), each checked only by type (ANY) unless a range here names it."""
+    entry = env_entry(name) if group == "env" else learner_entry(name) if group == "agent" else None
+    return None if entry is None else ("name", *entry.config_keys)
+
+
 def _variant_rules(group: str, name: str) -> dict[str, Rule] | None:
-    keys = VARIANTS[group].get(name)
+    keys = VARIANTS[group].get(name) or _registered_keys(group, name)
     if keys is None:
         return None
     typed = field_rules(_DATACLASSES[(group, name)]) if (group, name) in _DATACLASSES else {}

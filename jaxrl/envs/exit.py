@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
+from jaxrl.envs.base import TradingEnv
 from jaxrl.gate.backtest import Window, run_policy, run_policy_info
 from jaxrl.metrics import bar_return, gate_metrics
 
@@ -132,8 +133,10 @@ def entry_signals(closes: np.ndarray, rule: str, momentum_lookback: int = 20, di
     return signal.astype(np.float32)
 
 
-class ExitEnv(environment.Environment):
+class ExitEnv(TradingEnv):
     """Static: window, F and the entry rule's settings (they build the signal array). Numbers are traced params."""
+
+    has_diagnostics = has_action_mask = True  # gate_info / gate_diagnostics, and action_mask
 
     def __init__(self, window: int = 32, num_features: int = 8, entry_rule: str = "momentum",
                  momentum_lookback: int = 20, direction: str = "both", entry_prob: float = 0.1, entry_seed: int = 0,

@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
+from jaxrl.envs.base import TradingEnv
 from jaxrl.gate.backtest import run_policy_info
 from jaxrl.metrics import bar_return
 
@@ -63,11 +64,13 @@ class FundingState:
     allocation: jnp.ndarray  # (S,) e_{t-1}
 
 
-class FundingEnv(environment.Environment):
+class FundingEnv(TradingEnv):
     """Static: window, S, F. Every number is a traced param.
 
     `symbol_features` is F per symbol; `num_features` = S * F is the width of one day of the observation window.
     """
+
+    has_diagnostics = True
 
     def __init__(self, window: int = 16, num_symbols: int = 4, symbol_features: int = 5, exec_lag: int = 0):
         super().__init__()

@@ -35,8 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
+from jaxrl.envs.base import TradingEnv
 from jaxrl.gate.backtest import run_policy_info  # noqa: F401  (re-exported: the family's diagnostics use it)
 from jaxrl.metrics import bar_return
 
@@ -87,12 +88,14 @@ class PortfolioState:
     probe_return: jnp.ndarray  # paper return of the current probe period
 
 
-class PortfolioEnv(environment.Environment):
+class PortfolioEnv(TradingEnv):
     """Static: window, N, F, exec_lag, action mode, trailing window. Every number is a traced param.
 
     `asset_features` is F per instrument; `num_features` = N * F is the width of one bar of the observation window
     (what a sequence torso over the window sees).
     """
+
+    has_diagnostics = True
 
     def __init__(self, window: int = 32, num_assets: int = 3, asset_features: int = 8, exec_lag: int = 0,
                  action_mode: str = "softmax", trail_window: int = 20):

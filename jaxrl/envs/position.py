@@ -21,10 +21,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
+from jaxrl.envs.base import TradingEnv
 from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
 from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
                                        recent_volatility, window_sharpe)
@@ -85,7 +86,7 @@ class PositionState:
     recent: jnp.ndarray  # (sharpe_window,) the episode's last strategy returns, newest last; (1,) unused otherwise
 
 
-class PositionEnv(environment.Environment):
+class PositionEnv(TradingEnv):
     """Shape-setting options (window, exec_lag, action grid) are static; every number is a traced param.
 
     Randomness: `reset(key)` draws the first start bar and seeds the env's own counter-based stream in its state;
@@ -100,6 +101,7 @@ class PositionEnv(environment.Environment):
 
     uses_step_key = False
     perturbs_obs = True  # `perturb_obs(key, obs, params)`: PPO's rollout adds training-only observation noise
+    exposure_actions = True  # an action is the target exposure (a grid index with `action_grid`)
 
     def __init__(self, window: int = 32, num_features: int = 8, exec_lag: int = 0,
                  action_grid: tuple[float, ...] | None = None, bank: SyntheticBank | None = None,

@@ -48,8 +48,10 @@ import numpy as np
 from flax import struct
 
 from jaxrl.errors import UserError
-from jaxrl.gate.backtest import GateSetup, evaluate
-from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
+from jaxrl.envs.base import capabilities, is_discrete
+from jaxrl.gate.backtest import GateSetup
+from jaxrl.gate.selection import SelectionConfig
+from jaxrl.learner import LearnerBase
 from jaxrl.networks import TorsoSpec
 from jaxrl.offline.dataset import Dataset, check_compatible
 from jaxrl.networks import ACTIVATIONS
@@ -131,7 +133,7 @@ class OfflineRunner:
     env_params: Any  # this member's environment, where its policy is evaluated (the dataset itself is fixed)
 
 
-class OfflineLearner:
+class OfflineLearner(LearnerBase):
     """Holds the static pieces and the device dataset; every method is pure and jit-able."""
 
     name = "offline"
@@ -149,20 +151,13 @@ class OfflineLearner:
                  dataset_metadata: Mapping[str, Any] | None = None, torso: TorsoSpec | None = None):
         self.config = config
         self.torso = torso  # every actor, Q and value network builds its own from it
-        self.env = env
-        self.env_params = env_params
-        self.gate = gate
-        self.selection = selection or SelectionConfig()
-        # Where checkpoints are chosen: the validation window, or the gate window only when asked explicitly.
-        self.selection_setup = gate if self.selection.optimistic else validation
-        period = self.selection.eval_every
-        self.num_periods = -(-config.num_updates // period)
-        self.num_updates = self.num_periods * period  # whole evaluation periods
-        self.steps_per_update = config.batch_size * self.batches_per_update  # transitions sampled per update
+        # transitions sampled per update: batch_size x batches_per_update
+        self.setup_periods(env, env_params, gate, validation, selection, config.num_updates,
+                           config.batch_size * self.batches_per_update)
         self.dataset_metadata = dict(dataset_metadata or {})
 
         space = env.action_space(env_params)
-        self.discrete = hasattr(space, "n")
+        self.discrete = is_discrete(space)
         if self.discrete and not self.supports_discrete:
             raise ValueError(f"{self.name} needs a continuous action space, but the environment's actions are "
                              f"discrete ({int(space.n)} choices, e.g. env.action_grid); use cql (its discrete "
@@ -176,7 +171,7 @@ class OfflineLearner:
             high = np.broadcast_to(np.asarray(space.high, np.float32), (self.action_dim,))
             self.action_center = jnp.asarray((high + low) / 2.0)
             self.action_scale = jnp.asarray((high - low) / 2.0)
-        self.has_mask = hasattr(env, "action_mask")
+        self.has_mask = capabilities(env).has_action_mask
         self.data = self._device_data(dataset)
         self.num_transitions = int(dataset.rewards.shape[0])
         self.setup()
@@ -285,48 +280,9 @@ class OfflineLearner:
         """`num_updates` (static) updates in one scan; per-update metrics stacked along axis 0."""
         return jax.lax.scan(lambda r, _: self.update(r), runner, None, length=num_updates)
 
-    # ---- evaluation periods: K updates, then a validation backtest that updates the selection (as PPO) -------------
-    def init_state(self, key, hyper=None, env_params=None):
-        """The state `run_periods` continues; `hyper` (default `self.hyper()`) and `env_params` are this member's."""
-        runner = self.init(key, hyper, env_params)
-        params = self.policy_params(runner.train)
-        selection = init_selection(params) if self.selection_setup is not None else None
-        return {"runner": runner, "selection": selection}
-
-    def run_periods(self, state, num_periods: int):
-        """`num_periods` (static) evaluation periods. Returns (state, per-update metrics, per-evaluation history)."""
-
-        def evaluate(runner, selection):
-            params = self.policy_params(runner.train)
-            policy = self.deterministic_policy(params, runner.env_params)
-            return evaluate_and_select(self.env, runner.env_params, policy, self.selection_setup, selection, params,
-                                       runner.update, self.selection)
-
-        return run_evaluation_periods(self.run_updates, evaluate, state, num_periods, self.selection.eval_every)
-
-    def chosen_params(self, state):
-        """The selected policy parameters, or the final ones when no evaluation was selectable or none ran."""
-        runner, selection = state["runner"], state["selection"]
-        final = self.policy_params(runner.train)
-        if selection is None:
-            return final
-        found = selection.best_update >= 0
-        return jax.tree.map(lambda best, last: jnp.where(found, best, last), selection.best_params, final)
-
-    def evaluate_gate(self, params, env_params=None):
-        """The gate backtest of `params` (on other env params, e.g. costs, when given: same shapes)."""
-        env_params = self.env_params if env_params is None else env_params
-        return evaluate(self.env, env_params, self.deterministic_policy(params, env_params), self.gate)
-
-    def train(self, key, hyper=None, env_params=None):
-        state = self.init_state(key, hyper, env_params)
-        state, metrics, history = self.run_periods(state, self.num_periods)
-        params = self.chosen_params(state)
-        result = {"params": params, "final_params": self.policy_params(state["runner"].train), "metrics": metrics,
-                  "history": history, "selection": state["selection"]}
-        if self.gate is not None:
-            result["gate"] = self.evaluate_gate(params, state["runner"].env_params)
-        return result
+    def runner_params(self, runner: OfflineRunner):
+        """The policy parameters of a runner: what selection keeps, the gate backtests and a checkpoint saves."""
+        return self.policy_params(runner.train)
 
 
 def bench_offline(learner: OfflineLearner, num_updates: int, seed: int = 0, repeats: int = 3) -> tuple[float, float]:

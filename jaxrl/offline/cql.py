@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl.envs.base import is_discrete
 from jaxrl.networks import TorsoSpec
 from jaxrl.offline.common import OfflineConfig, OfflineLearner
 from jaxrl.offline.networks import (
@@ -255,7 +256,7 @@ class DiscreteCQL(OfflineLearner):
 def make_learner(config: CQLConfig, dataset: Dataset, env, env_params, gate=None, validation=None, selection=None,
                  dataset_metadata=None, torso=None) -> CQL | DiscreteCQL:
     """CQL for a continuous action space, DiscreteCQL for a discrete one (the position env's action_grid)."""
-    discrete = hasattr(env.action_space(env_params), "n")
+    discrete = is_discrete(env.action_space(env_params))
     learner = DiscreteCQL if discrete else CQL
     return learner(config, dataset, env, env_params, gate, validation, selection, dataset_metadata, torso)
 

@@ -35,6 +35,7 @@ import numpy as np
 from flax import struct
 
 from jaxrl.checkpoint import write_bytes_atomic
+from jaxrl.envs.base import TradingEnv, is_discrete
 from jaxrl.offline.labelers import ORACLE_WARNING, ROLLOUT_KEYS, LabelerSet, make_labelers
 
 FORMAT = "jaxrl.offline.dataset/1"
@@ -189,23 +190,23 @@ def _scalars(params) -> dict[str, Any]:
 
 def env_description(env, env_params, env_cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
     space = env.action_space(env_params)
-    if hasattr(space, "n"):
+    if is_discrete(space):
         action_space = {"type": "discrete", "n": int(space.n)}
     else:
         action_space = {"type": "box", "shape": list(space.shape),
                         "low": np.asarray(space.low, np.float64).reshape(-1).tolist(),
                         "high": np.asarray(space.high, np.float64).reshape(-1).tolist()}
     described = {
-        "name": str(getattr(env, "name", type(env).__name__)),
+        "name": str(env.name),
         "config": dict(env_cfg) if env_cfg is not None else None,
         "params": _scalars(env_params),
         "observation_shape": list(env.observation_space(env_params).shape),
         "action_space": action_space,
     }
-    for attribute in ("window", "num_features", "exec_lag", "action_grid"):
-        if hasattr(env, attribute):
-            value = getattr(env, attribute)
-            described[attribute] = list(value) if isinstance(value, tuple) else value
+    if isinstance(env, TradingEnv):  # the static settings every trading env declares (jaxrl.envs.base)
+        grid = env.action_grid
+        described.update({"window": env.window, "num_features": env.num_features, "exec_lag": env.exec_lag,
+                          "action_grid": None if grid is None else list(grid)})
     if hasattr(env_params, "returns"):
         digest = hashlib.sha256()
         for name in ("returns", "features"):

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxrl.baselines import baseline_policy, baseline_settings, on_action_grid
 from jaxrl.data import MarketArrays
+from jaxrl.envs.base import TradingEnv, is_discrete
 from jaxrl.errors import UserError
 
 Labeler = Callable[[Any, Any, Any], jnp.ndarray]
@@ -84,9 +85,9 @@ class LabelerSet:
 
 # ---- the components -----------------------------------------------------------------------------------------------
 def _trading_arrays(name: str, env, env_params) -> MarketArrays:
-    if not (hasattr(env_params, "returns") and hasattr(env, "action_grid")):
+    if not (isinstance(env, TradingEnv) and env.exposure_actions):
         raise ValueError(f"labeler {name!r} reads market returns: it needs a trading environment (env=position), "
-                         f"not {getattr(env, 'name', type(env).__name__)!r}")
+                         f"not {env.name!r}")
     returns = jnp.asarray(env_params.returns, jnp.float32)
     # Relative closes c_t / c_0 = prod_{j<=t}(1 + r_j): the baselines compare closes only with each other, and each
     # c_t depends on returns up to bar t alone.
@@ -96,7 +97,7 @@ def _trading_arrays(name: str, env, env_params) -> MarketArrays:
 
 def _as_env_action(env, target_policy) -> Labeler:
     """Adapt `policy(obs, state) -> target exposure` to the env's action: a grid index or a (1,) array."""
-    grid = getattr(env, "action_grid", None)
+    grid = env.action_grid
     policy = on_action_grid(target_policy, grid)
     discrete = grid is not None
 
@@ -122,7 +123,7 @@ def baseline_labeler(name: str, env, env_params, periods_per_year: int, **settin
 def random_labeler(env, env_params) -> Labeler:
     """Uniform over the action space: any index of a discrete space, any point of a box."""
     space = env.action_space(env_params)
-    if hasattr(space, "n"):
+    if is_discrete(space):
         n = int(space.n)
         return lambda key, obs, state: jax.random.randint(key, (), 0, n).astype(jnp.int32)
     shape, low, high = tuple(space.shape), jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
@@ -136,8 +137,8 @@ def oracle_labeler(env, env_params, exposure: float | None = None) -> Labeler:
     learners behave on perfect labels; `make_labelers` refuses it unless `allow_oracle` is set.
     """
     arrays = _trading_arrays("oracle", env, env_params)
-    lag = int(getattr(env, "exec_lag", 0))
-    grid = getattr(env, "action_grid", None)
+    lag = int(env.exec_lag)
+    grid = env.action_grid
 
     def next_return(state):
         return arrays.returns[jnp.asarray(state.bar, jnp.int32) + 1 + lag]  # the future: look-ahead on purpose

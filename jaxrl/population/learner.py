@@ -33,7 +33,7 @@ def members_gate(learner, state, env_params):
     """(chosen parameters, gate backtest) of every member of a population state: jit it once per learner and every
     group reuses it (it reads no Population)."""
     params = jax.vmap(learner.chosen_params)(state)
-    if getattr(learner, "gate", None) is None:
+    if learner.gate is None:
         return params, None
     return params, jax.vmap(learner.evaluate_gate)(params, env_params)
 
@@ -54,7 +54,8 @@ class Population:
         self.num_periods = learner.num_periods
         self.num_updates = learner.num_updates
         self.steps_per_update = learner.steps_per_update  # per member
-        self.gate = getattr(learner, "gate", None)
+        self.gate = learner.gate
+        self.dataset_metadata = learner.dataset_metadata
 
     @property
     def num_devices(self) -> int:
@@ -103,7 +104,7 @@ class Population:
         one = jax.tree.map(lambda x: x[0], self.inputs)
         state = jax.eval_shape(self.learner.init_state, one.keys, one.hyper, one.env_params)
         state_bytes = _nbytes(state)
-        batch_bytes = int(self.learner.batch_bytes(state)) if hasattr(self.learner, "batch_bytes") else 0
+        batch_bytes = int(self.learner.batch_bytes(state))
         per_member = 3 * state_bytes + 4 * batch_bytes
         return {"state_bytes": state_bytes, "batch_bytes": batch_bytes, "per_member_bytes": per_member,
                 "members_per_device": -(-self.size // self.num_devices),

@@ -107,11 +107,7 @@ def population_members(cfg: DictConfig) -> list[Member]:
 
 def learner_hyper(learner):
     """The learner's default traced hyperparameters (a flax struct of scalars)."""
-    if hasattr(learner, "hyper"):
-        return learner.hyper()
-    if hasattr(getattr(learner, "config", None), "hyper"):
-        return learner.config.hyper()
-    raise ValueError(f"{type(learner).__name__} has no traced hyperparameters: it cannot train as a population")
+    return learner.hyper()  # jaxrl.learner.LearnerBase.hyper raises for a learner without any
 
 
 def env_field(name: str) -> str | None:
