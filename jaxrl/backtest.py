@@ -21,12 +21,11 @@ from typing import Any, Mapping
 import hydra
 import jax
 import jax.numpy as jnp
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.baselines import BASELINES, baseline_policy, baseline_settings, on_action_grid, settings_of
-from jaxrl.checkpoint import git_commit, write_json_atomic
+from jaxrl.checkpoint import git_commit
 from jaxrl.data import MarketArrays, MarketData
 from jaxrl.data.from_config import load_data
 from jaxrl.edge import absolute_location, absolute_paths
@@ -34,6 +33,7 @@ from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError, take_debug_flag, user_errors
 from jaxrl.experiment import Experiment, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
+from jaxrl.gate.files import gate_series, write_gate_files
 from jaxrl.gate.report import gate_report, gate_setup
 from jaxrl.registry import Registry
 from jaxrl.reports.scoreboard import write_scoreboard
@@ -179,18 +179,12 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
     report.update(extra)
     report["env"] = str(env_cfg.name)
 
-    window = setup.window
-    bars = slice(window.start + 1, window.start + 1 + window.length)  # the bars of returns s_1..s_N
-    exposures = np.asarray(evaluated["exposures"], dtype=np.float64)
-    strategy = np.asarray(evaluated["returns"], dtype=np.float64)
-    asset = np.asarray(market.arrays.returns, dtype=np.float64)[bars]
-    dates = market.dates[bars]
-    np.savez(out_dir / "gate_series.npz", exposures=exposures, strategy_returns=strategy, asset_returns=asset,
-             dates=dates.astype(str))
+    series = gate_series(market, setup.window, evaluated["exposures"], evaluated["returns"])
     if cfg.get("plots", True):
         from jaxrl.reports.plots import plot_backtest  # matplotlib only when plots are wanted
 
-        plot_backtest(out_dir, dates, strategy, exposures, asset, report["threshold"], report["periods_per_year"],
+        plot_backtest(out_dir, series["dates"], series["strategy_returns"], series["exposures"],
+                      series["asset_returns"], report["threshold"], report["periods_per_year"],
                       window=report["window"], title=f"{report['symbol']} {_policy_label(report)}")
 
     if report["kind"] == "baseline" and registry_cfg.get("record", True):
@@ -200,7 +194,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         report["registry"] = registry.root
         write_scoreboard(registry)  # baselines are the yardstick on the scoreboard: keep it current
 
-    write_json_atomic(out_dir / "gate.json", report)
+    write_gate_files(out_dir, report, series)
     summary = summarise(report, out_dir)
     (out_dir / "summary.txt").write_text(summary + "\n")
     if verbose:

@@ -64,6 +64,7 @@ from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys,
                         recipe_of_config, register_resolvers)
 from jaxrl.errors import UserError, outcome_code, take_debug_flag, user_errors
 from jaxrl.experiment import PROJECT_ROOT
+from jaxrl.gate.files import GATE_FILE
 from jaxrl.run import run_experiment
 from jaxrl.runlock import run_lock
 from jaxrl.train import enable_compilation_cache
@@ -296,7 +297,7 @@ def _run_grid(cfg: DictConfig, cli_overrides: Sequence[str]) -> list[dict[str, A
         state.update(combo, run_dir=str(run_dir), identity=identity, recipe=recipe, errors=errors)
 
         if (run_dir / FINISHED_MARKER).exists() and same_config(run_dir, train_cfg):
-            gate = _read_json(run_dir / "gate.json")
+            gate = _read_json(run_dir / GATE_FILE)
             entry = state.update(combo, status="done", reason="finished before the runner could note it",
                                  **gate_fields(gate))
             print(format_line(index, total, combo, entry, note="  (found finished)"), flush=True)

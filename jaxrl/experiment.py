@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.checkpoint import git_commit, save_model, write_json_atomic
+from jaxrl.checkpoint import git_commit, save_model
 from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once
@@ -25,6 +25,7 @@ from jaxrl.data import MarketData
 from jaxrl.data.from_config import PROJECT_ROOT, load_data  # noqa: F401  (PROJECT_ROOT: re-exported)
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError
+from jaxrl.gate.files import gate_series, write_gate_files
 from jaxrl.gate.honest import honest_lines, honest_report
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
@@ -245,14 +246,10 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
                 e, learner.deterministic_policy(p, e), learner.gate))(params, experiment.env_params)
             report["diagnostics"] = env.gate_diagnostics(jax.device_get(info), market, report)
         record["gate"] = report
-        write_json_atomic(out_dir / "gate.json", report)
-        gate_dates = market.dates[learner.gate.window.start + 1: learner.gate.window.start + 1
-                                  + learner.gate.window.length]
-        np.savez(out_dir / "gate_series.npz", exposures=np.asarray(evaluated["exposures"]),
-                 strategy_returns=np.asarray(evaluated["returns"]), dates=gate_dates.astype(str))
+        series = gate_series(market, learner.gate.window, evaluated["exposures"], evaluated["returns"])
+        write_gate_files(out_dir, report, series)
         result["gate"] = report
-        result["series"] = {"dates": gate_dates, "exposures": np.asarray(evaluated["exposures"]),
-                            "strategy_returns": np.asarray(evaluated["returns"])}
+        result["series"] = {key: series[key] for key in ("dates", "exposures", "strategy_returns")}
 
     if cfg.run.save_checkpoint and not (out_dir / "checkpoint").exists():
         save_model(out_dir / "checkpoint", params, record)

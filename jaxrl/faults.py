@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from jaxrl.checkpoint import load_model
+from jaxrl.gate.files import GATE_FILE
 
 PHASES = ("compile", "chunk", "save", "registry", "random")
 # 12 updates of 128 env steps in chunks of one evaluation period (2 updates): 6 chunks, 6 saves.
@@ -45,7 +46,7 @@ SCENARIOS = {"single": [], "population": ["run.num_seeds=2"], "combos": ["grid.s
 ROUND = ("compile", "chunk", "save", "registry")
 KILLS = {"small": {"single": [("chunk", "save", "registry")]},
          "large": {"single": [ROUND, ("random",) * 3], "population": [ROUND], "combos": [ROUND]}}
-COMPARED = ("gate.json", "metrics.jsonl", "evaluations.jsonl")
+COMPARED = (GATE_FILE, "metrics.jsonl", "evaluations.jsonl")
 POLL_S = 0.005
 DEFAULT_CACHE = Path("~/.cache/jaxrl/xla").expanduser()  # the training default: repeated harness runs skip compiling
 

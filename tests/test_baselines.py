@@ -129,6 +129,8 @@ def test_baseline_gate_matches_float64_reference(backtests, instrument, name):
     for metric in METRIC_NAMES:
         assert report[metric] == pytest.approx(expected[metric], rel=1e-4, abs=1e-6), (instrument, name, metric)
     assert json.loads((out / "gate.json").read_text())["rolling_sharpe_mean"] == report["rolling_sharpe_mean"]
+    with np.load(out / "gate_series.npz") as series:  # the same fields a training run writes (jaxrl.gate.files)
+        assert set(series.files) == {"dates", "exposures", "strategy_returns", "asset_returns"}
 
 
 @pytest.mark.parametrize("instrument", INSTRUMENTS)

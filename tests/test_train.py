@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 from helpers import TINY_AGENT, tiny_config
 
@@ -46,6 +47,9 @@ def test_run_directory_holds_everything(passing_run):
     assert SPEC_FIELDS <= set(gate)
     assert gate["threshold"] == -100 and gate["cost_bps"] == 10.0 and gate["symbol"] == "SPY"
     assert gate["n_returns"] == 5 * 252 and gate["periods_per_year"] == 252
+    with np.load(out / "gate_series.npz") as series:  # the same fields a backtest writes (jaxrl.gate.files)
+        assert set(series.files) == {"dates", "exposures", "strategy_returns", "asset_returns"}
+        assert all(series[name].shape[0] == gate["n_returns"] for name in series.files)
     assert gate["end"] == "2020-08-28" and gate["passed"] is True and gate["optimistic"] is False
     summary = (out / "summary.txt").read_text()
     assert "PASSED" in summary and "candidate" in summary

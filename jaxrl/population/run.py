@@ -32,6 +32,7 @@ from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once, share_compiled
 from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
+from jaxrl.gate.files import GATE_FILE
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, member_config, member_inputs,
@@ -176,7 +177,7 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
 def _read_member(out_dir: Path, member: Member) -> dict[str, Any]:
     """A finished member's result from its run directory (resume after its group completed)."""
     member_dir = out_dir / "members" / member.label
-    gate_file = member_dir / "gate.json"
+    gate_file = member_dir / GATE_FILE
     gate = json.loads(gate_file.read_text()) if gate_file.exists() else None
     record_file = member_dir / "record.json"
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
