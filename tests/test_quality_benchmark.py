@@ -12,7 +12,7 @@ from jaxrl.quality.__main__ import main as quality_main
 from jaxrl.quality.__main__ import parse
 from jaxrl.quality.markets import MARKETS, MarketSpec, conditional_mean, file_returns, simulate, write_market
 from jaxrl.quality.oracle import calibrate_rule, naive_exposures, oracle_scores, rule_exposures, score
-from jaxrl.quality.table import cell_stats, headline, spearman
+from jaxrl.quality.table import cell_stats, headline, markdown, spearman
 from jaxrl.reference.metrics_np import gate_metrics_np, strategy_returns_np
 
 
@@ -127,6 +127,9 @@ def test_cell_statistics_by_hand():
     assert s["spearman"] == pytest.approx(0.5)  # val ranks 3,2,1 vs gate ranks 3,1,2
     assert s["labeler_fraction"] == pytest.approx(0.25)
     assert s["beats_labeler"] == pytest.approx(0.55)
+    # the table prints an offline cell's best labeler (gate and fraction) and the learner minus it
+    row = markdown([s], headline([s]), "test").splitlines()[4]
+    assert row.endswith("| +0.50 (0.25) | +0.55 |")
     # no edge after costs (oracle <= 0): fractions are undefined, never divided by a non-positive oracle
     s = cell_stats(_cell("ar1_x", members, -0.2))
     assert s["median_fraction"] is None and s["share_090"] is None and s["turnover_ratio"] is None
