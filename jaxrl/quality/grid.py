@@ -64,6 +64,13 @@ def compose_cell(market_path: Path, spec: MarketSpec, learner: str, cost_bps: fl
         return compose("config", overrides=cell)
 
 
+def market_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that shape the market, env and gate the labeler rules are scored in: not the learner's
+    (`agent.num_updates=...` does not exist in the PPO config the rules are scored through), its sweeps or dataset."""
+    learner_keys = ("agent.", "agent=", "sweep.", "labeler.", "labeler=", "agent_overrides.")
+    return [o for o in overrides if not o.lstrip("+~").startswith(learner_keys)]
+
+
 def member_outcome(result: dict[str, Any]) -> dict[str, Any]:
     """What the benchmark keeps of one trained member."""
     gate, record = result.get("gate") or {}, result.get("record") or {}
@@ -121,7 +128,7 @@ def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_di
             "timings": result.get("timings"), "overrides": list(overrides)}
     if learner in OFFLINE:
         # the rules alone, through a PPO-built experiment (same env and gate; no dataset to collect)
-        ppo_cfg = compose_cell(market_path, spec, "ppo", cost_bps, size, out_dir, overrides)
+        ppo_cfg = compose_cell(market_path, spec, "ppo", cost_bps, size, out_dir, market_overrides(overrides))
         cell["labelers"] = labeler_scores(Experiment.from_config(ppo_cfg))
     done.write_text(json.dumps(cell, indent=1, default=_jsonable) + "\n")
     return with_oracle(cell, spec)
