@@ -36,7 +36,8 @@ LABELER_RULES = (("trend_following", {"lookback": 60}), ("mean_reversion", {"loo
 # the next bar's P&L, so a decision's value is almost all in one step: ReBRAC with gamma 0.1 and a light actor BC
 # weight learns the planted one-bar edge from the mix's random share instead of copying the rules. Measured (small,
 # 3 seeds, 0 bps): AR(1) momentum 0.05 -> 0.46 of the oracle (labeler 0.19), AR(1) reversion 0.44 (labeler 0.28);
-# actor BC 0 / 0.01 / 0.1 / 0.2 each did worse on reversion (0.24 / 0.35 / 0.37 / 0.25).
+# actor BC 0 / 0.01 / 0.1 / 0.2 each did worse on reversion (0.24 / 0.35 / 0.37 / 0.25). At 5 bps it is below
+# the labeler on both (-0.01 and 0.11 of the oracle): the one-step critic does not value holding.
 OFFLINE_RECIPE = {"rebrac": ("agent.gamma=0.1", "agent.actor_bc_coef=0.05")}
 
 
