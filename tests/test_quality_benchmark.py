@@ -12,7 +12,7 @@ from jaxrl.quality.__main__ import main as quality_main
 from jaxrl.quality.__main__ import parse
 from jaxrl.quality.markets import MARKETS, MarketSpec, conditional_mean, file_returns, simulate, write_market
 from jaxrl.quality.oracle import calibrate_rule, naive_exposures, oracle_scores, rule_exposures, score
-from jaxrl.quality.table import cell_stats, headline, pooled_spearman, spearman
+from jaxrl.quality.table import cell_stats, headline, markdown, pooled_spearman, spearman
 from jaxrl.reference.metrics_np import gate_metrics_np, strategy_returns_np
 
 
@@ -127,6 +127,9 @@ def test_cell_statistics_by_hand():
     assert s["spearman"] == pytest.approx(0.5)  # val ranks 3,2,1 vs gate ranks 3,1,2
     assert s["labeler_fraction"] == pytest.approx(0.25)
     assert s["beats_labeler"] == pytest.approx(0.55)
+    # the table prints an offline cell's best labeler (gate and fraction) and the learner minus it
+    row = markdown([s], headline([s]), "test").splitlines()[4]
+    assert row.endswith("| +0.50 (0.25) | +0.55 |")
     # no edge after costs (oracle <= 0): fractions are undefined, never divided by a non-positive oracle
     s = cell_stats(_cell("ar1_x", members, -0.2))
     assert s["median_fraction"] is None and s["share_090"] is None and s["turnover_ratio"] is None
@@ -194,3 +197,11 @@ def test_benchmark_runs_a_cell_end_to_end_and_reuses_it(tmp_path, capsys):
     before = cell_file.stat().st_mtime_ns
     assert quality_main(argv) == 0
     assert cell_file.stat().st_mtime_ns == before
+
+
+def test_labeler_rules_are_scored_without_the_learners_overrides():
+    # an offline cell's rules are scored through a PPO config: agent/sweep/labeler overrides must not reach it
+    from jaxrl.quality.grid import market_overrides
+    given = ["agent.num_updates=1000", "+agent.x=1", "+sweep.actor_bc_coef=[0.05,1.0]", "sweep.gamma=[0.1,0.99]",
+             "labeler=random", "labeler.num_envs=8", "env.cost_bps=5", "gate.window=100", "env.window=8"]
+    assert market_overrides(given) == ["env.cost_bps=5", "gate.window=100", "env.window=8"]

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 stats.append(cell_stats(cell))
                 s = stats[-1]
                 frac = "n/a" if s["median_fraction"] is None else f"{s['median_fraction']:.2f}"
+                if s.get("beats_labeler") is not None:
+                    frac += f" (labeler {s['labeler_fraction']:.2f}, minus labeler {s['beats_labeler']:+.2f})"
                 print(f"  {market:<18} {learner:<7} {cost:>4g} bps  oracle {s['oracle']:+.2f}  median gate "
                       f"{s['median_gate']:+.2f}  fraction {frac}  turnover {s['median_turnover']:.2f}  passed "
                       f"{s['passed']}/{s['seeds']}  ({time.perf_counter() - start:.0f}s)", flush=True)

@@ -15,7 +15,7 @@ For each cell (market x learner x cost, one population of seeds):
   that validates better than its peers gate better than its peers?) with all the members as evidence.
 - `passed`, `registered`: seeds that passed the gate, and those registered as candidates.
 - offline cells: `labeler_fraction` (the best rule of the labeler mix, as a fraction of the oracle) and
-  `beats_labeler` (median fraction minus it).
+  `beats_labeler` (median fraction minus it: "minus labeler" in the table, in fractions of the oracle).
 """
 
 from __future__ import annotations
@@ -122,11 +122,19 @@ def _f(value, fmt="{:+.2f}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
+def _labeler(s: dict[str, Any]) -> str:
+    """An offline cell's best labeler rule: gate value (fraction of the oracle); n/a for PPO cells."""
+    if s.get("labeler_gate") is None:
+        return "n/a"
+    return f"{s['labeler_gate']:+.2f} ({_f(s.get('labeler_fraction'), '{:.2f}')})"
+
+
 def markdown(stats: list[dict[str, Any]], summary: dict[str, Any], hardware: str) -> str:
     lines = [f"Learning-quality benchmark on {hardware}.", "",
              "| market | cost | learner | oracle (naive / cost-aware) | median gate | median frac | >=0.9 | >=0.8 "
-             "| flat | turnover (model / oracle) | val-gate rho | passed | registered | labeler frac |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| flat | turnover (model / oracle) | val-gate rho | passed | registered | labeler gate (frac) "
+             "| minus labeler |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in stats:
         lines.append(
             f"| {s['market']} | {s['cost_bps']:g} | {s['learner']} | {_f(s['naive_oracle'])} / "
@@ -134,7 +142,7 @@ def markdown(stats: list[dict[str, Any]], summary: dict[str, Any], hardware: str
             f"{_f(s['share_090'], '{:.0%}')} | {_f(s['share_080'], '{:.0%}')} | {_f(s['flat_rate'], '{:.0%}')} | "
             f"{_f(s['median_turnover'], '{:.2f}')} / {_f(s['oracle_turnover'], '{:.2f}')} | "
             f"{_f(s['spearman'])} | {s['passed']}/{s['seeds']} | {s['registered']} | "
-            f"{_f(s.get('labeler_fraction'), '{:.2f}')} |")
+            f"{_labeler(s)} | {_f(s.get('beats_labeler'))} |")
     lines += ["", "| check | value |", "|---|---:|"]
     for name, value in summary.items():
         lines.append(f"| {name} | {_f(value, '{:.3g}') if isinstance(value, float) else value} |")
