@@ -220,7 +220,7 @@ def test_return_noise_in_training_steps_only(spy):
 
     # `step` draws the shock from the env's own stream; the draws are standard normal
     _, state = env.reset(jax.random.key(0), params)
-    states = jax.tree.map(lambda x: jnp.stack([x] * 4096), state)
+    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (4096, *jnp.shape(x))), state)
     states = states.replace(rng=jnp.arange(4096, dtype=jnp.uint32), time=jnp.arange(4096, dtype=jnp.int32) % 7)
     draws = np.asarray(jax.jit(jax.vmap(env.return_shock))(states))
     assert abs(draws.mean()) < 0.05 and abs(draws.std() - 1.0) < 0.05 and np.all(np.isfinite(draws))
