@@ -49,11 +49,10 @@ CASES = {
 
 def fingerprint() -> dict:
     """What decides whether XLA's CPU code, hence every float, can be expected to be identical."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")),
-                 "") if Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                 platform.processor())
+    flags = next((line for line in cpuinfo if line.startswith("flags")), "")
     return {"jax": jax.__version__, "machine": platform.machine(), "cpu": model,
             "cpu_flags": hashlib.sha256(flags.encode()).hexdigest()[:16], "backend": jax.default_backend()}
 
