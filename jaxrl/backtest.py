@@ -175,6 +175,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
     report = gate_report(
         evaluated["metrics"], market, setup, threshold=float(cfg.gate.threshold), years=float(cfg.gate.years),
         exec_lag=int(env_cfg.get("exec_lag", 0)), cost_bps=float(env_cfg.get("cost_bps", 0.0)),
+        returns=evaluated["returns"],
     )
     report.update(extra)
     report["env"] = str(env_cfg.name)

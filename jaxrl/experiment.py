@@ -197,7 +197,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
     if market is not None:
         report = gate_report(
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
-            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps,
+            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps, returns=evaluated["returns"],
         )
         report.update(honest_report(experiment, cfg.gate, report, params, evaluations, out_dir, member))
         report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": seed,

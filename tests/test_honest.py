@@ -16,7 +16,8 @@ from jaxrl.envs import make_env
 from jaxrl.experiment import Experiment
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.honest import overfitting_report
-from jaxrl.gate.overfitting import (EULER_GAMMA, deflated_sharpe, expected_max_sharpe, pbo_cscv, sharpe_per_period,
+from jaxrl.gate.overfitting import (EULER_GAMMA, deflated_sharpe, expected_max_sharpe, pbo_cscv, sharpe_confidence,
+                                    sharpe_per_period,
                                     spearman)
 from jaxrl.gate.report import gate_setup, validation_setup
 from jaxrl.gate.rules import CandidateRules, check_cost_bps, meets_candidate_rules
@@ -158,6 +159,20 @@ def test_deflated_sharpe_hand_computed_single_trial():
     assert result["deflated_sharpe"] == pytest.approx(0.9331928, abs=1e-7)
 
 
+def test_sharpe_confidence_is_the_single_trial_probabilistic_sharpe_ratio():
+    # the hand-computed series above: P[true Sharpe > 0] = Z(1.5)
+    assert sharpe_confidence([0.02, 0.0, 0.02, 0.0]) == pytest.approx(norm.cdf(1.5), abs=1e-12)
+    rng = np.random.default_rng(5)
+    returns = rng.standard_t(5, 1260) * 0.01 + 0.0004
+    sr = returns.mean() / returns.std(ddof=1)
+    c = returns - returns.mean()
+    skew, kurt = (c ** 3).mean() / (c ** 2).mean() ** 1.5, (c ** 4).mean() / (c ** 2).mean() ** 2
+    expected = norm.cdf(sr * math.sqrt(len(returns) - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr ** 2))
+    assert sharpe_confidence(returns) == pytest.approx(expected, rel=1e-9)
+    assert sharpe_confidence(-returns) == pytest.approx(1 - expected, abs=1e-6)  # a loser is confidently < 0
+    assert sharpe_confidence(np.zeros(10)) == 0.5 and sharpe_confidence([0.1, 0.2]) == 0.5  # nothing to say
+
+
 def test_deflated_sharpe_against_float64_reference():
     rng = np.random.default_rng(3)
     returns = rng.standard_t(4, 300) * 0.01 + 0.0015
@@ -270,42 +285,53 @@ def test_population_overfitting_uses_members_times_evaluations(tmp_path):
 def losing_gate(**extra):
     """A gate report that passes the rolling-Sharpe threshold while the whole window loses money."""
     gate = {"rolling_sharpe_mean": 1.19, "threshold": 1.0, "passed": True, "sharpe": -0.04, "total_return": -0.011,
-            "flat_realized_exposure_ratio": 0.0, "mean_turnover": 0.01, "real_data": True}
-    gate["candidate_rules"] = CandidateRules().check(gate)
+            "sharpe_confidence": 0.46, "flat_realized_exposure_ratio": 0.0, "mean_turnover": 0.01, "real_data": True}
     gate.update(extra)
+    gate["candidate_rules"] = CandidateRules().check(gate)
     return gate
 
 
 def test_candidate_rules_state_what_applied_and_failed():
     gate = losing_gate()
     assert gate["candidate_rules"] == {
-        "applied": ["rolling_sharpe_mean >= threshold", "sharpe > 0", "total_return > 0"],
-        "failed": ["sharpe > 0", "total_return > 0"]}
+        "applied": ["rolling_sharpe_mean >= threshold", "sharpe > 0", "total_return > 0", "sharpe_confidence >= 0.95"],
+        "failed": ["sharpe > 0", "total_return > 0", "sharpe_confidence >= 0.95"]}
     assert not meets_candidate_rules(gate)
-    relaxed = CandidateRules.from_gate_config({"require_positive_sharpe": False, "require_positive_return": False})
+    relaxed = CandidateRules.from_gate_config({"require_positive_sharpe": False, "require_positive_return": False,
+                                               "min_sharpe_confidence": 0})
     assert relaxed.check(gate) == {"applied": ["rolling_sharpe_mean >= threshold"], "failed": []}
     with pytest.raises(ValueError, match="gate.require_positive_sharpe must be true or false, got 'yes'"):
         CandidateRules.from_gate_config({"require_positive_sharpe": "yes"})
+    for bad in (1.0, -0.1, "high", True):
+        with pytest.raises(ValueError, match=r"gate.min_sharpe_confidence must be a number in \[0, 1\)"):
+            CandidateRules.from_gate_config({"min_sharpe_confidence": bad})
+    # a report without sharpe_confidence (no returns given) cannot meet the confidence rule
+    assert "sharpe_confidence >= 0.95" in CandidateRules().check(
+        {k: v for k, v in losing_gate(sharpe=1.0, total_return=0.1).items() if k != "sharpe_confidence"})["failed"]
 
 
 def test_losing_model_that_passes_the_gate_value_is_divergence_and_never_a_candidate(tmp_path):
-    assert LABELS.index("gate_metric_divergence") == LABELS.index("passed") - 1
+    assert LABELS.index("gate_metric_divergence") < LABELS.index("insignificant_pass") < LABELS.index("passed")
     quality = classify({"gate": losing_gate()})
     assert quality["label"] == "gate_metric_divergence" and "passed" in quality["flags"]
     assert quality["evidence"]["gate_total_return"] == pytest.approx(-0.011)
-    assert quality["evidence"]["failed_candidate_rules"] == 2.0 and "not a candidate" in quality["next_action"]
+    assert quality["evidence"]["failed_candidate_rules"] == 3.0 and "not a candidate" in quality["next_action"]
     # without recorded rules (an older report) the numbers alone still classify it
     assert classify({"gate": {k: v for k, v in losing_gate().items() if k != "candidate_rules"}})["label"] == \
         "gate_metric_divergence"
     # rules switched off: the spec's pass alone counts (the user's explicit choice)
     relaxed = losing_gate()
-    relaxed["candidate_rules"] = CandidateRules(False, False).check(relaxed)
+    relaxed["candidate_rules"] = CandidateRules(False, False, 0.0).check(relaxed)
     assert classify({"gate": relaxed})["label"] == "passed" and meets_candidate_rules(relaxed)
     registry = Registry(tmp_path / "registry")
     written = registry.record_attempt({"attempt_id": "a1", "gate": losing_gate()}, {"w": np.ones(2, np.float32)})
     assert written["candidate_id"] is None and registry.candidates() == []
-    winner = losing_gate(sharpe=0.8, total_return=0.2)
-    winner["candidate_rules"] = CandidateRules().check(winner)
+    lucky = losing_gate(sharpe=0.45, total_return=0.08, sharpe_confidence=0.84)  # made money, but not significantly
+    assert lucky["candidate_rules"]["failed"] == ["sharpe_confidence >= 0.95"]
+    assert classify({"gate": lucky})["label"] == "insignificant_pass"
+    assert registry.record_attempt({"attempt_id": "a0", "gate": lucky}, {"w": np.ones(2, np.float32)})[
+        "candidate_id"] is None
+    winner = losing_gate(sharpe=0.8, total_return=0.2, sharpe_confidence=0.97)
     assert classify({"gate": winner})["label"] == "passed"
     assert registry.record_attempt({"attempt_id": "a2", "gate": winner}, {"w": np.ones(2, np.float32)})[
         "candidate_id"] == "a2"

@@ -60,6 +60,11 @@ CASES = {
     "implausible_result": {"gate": {"rolling_sharpe_mean": 7.5, "sharpe": 6.2, "passed": True}},
     "gate_metric_divergence": {"gate": {"rolling_sharpe_mean": 1.19, "passed": True, "sharpe": -0.04,
                                         "total_return": -0.011}},
+    "insignificant_pass": {"gate": {"rolling_sharpe_mean": 1.05, "passed": True, "sharpe": 0.45,
+                                    "total_return": 0.08, "sharpe_confidence": 0.84,
+                                    "candidate_rules": {"applied": ["rolling_sharpe_mean >= threshold", "sharpe > 0",
+                                                                    "total_return > 0", "sharpe_confidence >= 0.95"],
+                                                        "failed": ["sharpe_confidence >= 0.95"]}}},
 }
 
 

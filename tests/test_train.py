@@ -26,12 +26,12 @@ SPEC_FIELDS = set(METRIC_NAMES) | {
 @pytest.fixture(scope="session")
 def passing_run(tmp_path_factory):
     """A run whose gate is set to pass (threshold far below any value): it must become a candidate. The tiny policy
-    loses money on the gate window, so the honest-passing rules are switched off here (tests/test_honest.py checks
+    loses money on the gate window, so the honest-passing rules (money and significance) are switched off here (tests/test_honest.py checks
     that with them on such a model is no candidate)."""
     root = tmp_path_factory.mktemp("registry")
     out = tmp_path_factory.mktemp("spy_run")
     cfg = tiny_config("gate.threshold=-100", "env.cost_bps=10", "gate.require_positive_sharpe=false",
-                      "gate.require_positive_return=false", registry=root)
+                      "gate.require_positive_return=false", "gate.min_sharpe_confidence=0", registry=root)
     return cfg, out, root, run_experiment(cfg, out, verbose=False)
 
 

@@ -64,6 +64,16 @@ def deflated_sharpe(returns, num_trials: int, sharpe_variance: float) -> dict[st
             "kurtosis": kurt, "n_returns": int(n)}
 
 
+def sharpe_confidence(returns) -> float:
+    """The probabilistic Sharpe ratio against 0 (Bailey & Lopez de Prado 2012): P[true Sharpe > 0] given the
+    series' Sharpe ratio, length, skewness and kurtosis; the deflated Sharpe ratio of a single trial. 0.5 for a
+    series too short to say anything (fewer than 3 returns) or flat."""
+    returns = np.asarray(returns, np.float64).reshape(-1)
+    if returns.size < 3:
+        return 0.5
+    return float(deflated_sharpe(returns, 1, 0.0)["deflated_sharpe"])
+
+
 def average_ranks(values) -> np.ndarray:
     """Ranks 1..n, ties sharing their average rank (scipy.stats.rankdata's default)."""
     values = np.asarray(values, np.float64)

@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxrl.data import MarketData
 from jaxrl.gate.backtest import GateSetup, Window
+from jaxrl.gate.overfitting import sharpe_confidence
 from jaxrl.gate.rules import CandidateRules, check_cost_bps
 from jaxrl.metrics import METRIC_NAMES
 
@@ -28,9 +29,11 @@ def validation_setup(market: MarketData, rolling_window: int = 30) -> GateSetup:
 
 def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup, *, threshold: float,
                 years: float, exec_lag: int, cost_bps: float,
-                rules: CandidateRules | None = None) -> dict[str, Any]:
-    """Every metric of the spec plus the pass rule and the facts that make the number reproducible; with `rules`,
-    also `candidate_rules` (the rules a candidate must meet besides the gate value, and those it failed)."""
+                rules: CandidateRules | None = None, returns=None) -> dict[str, Any]:
+    """Every metric of the spec plus the pass rule and the facts that make the number reproducible; with `returns`
+    (the gate window's strategy returns), `sharpe_confidence` (the probabilistic Sharpe ratio: P[true Sharpe > 0]);
+    with `rules`, also `candidate_rules` (the rules a candidate must meet besides the gate value, and those it
+    failed)."""
     cost_bps = check_cost_bps(cost_bps)
     window = setup.window
     report: dict[str, Any] = {name: float(np.asarray(metrics[name])) for name in METRIC_NAMES}
@@ -49,6 +52,8 @@ def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup
         "symbol": market.symbol,
         "data_sha256": market.sha256,
     })
+    if returns is not None:
+        report["sharpe_confidence"] = sharpe_confidence(np.asarray(returns, np.float64).reshape(-1))
     if rules is not None:
         report["candidate_rules"] = rules.check(report)
     if market.sanity:  # gaps / bad ticks that data.allow_gaps / data.allow_outliers let through

@@ -3,7 +3,14 @@
 The gate value (mean 30-bar rolling Sharpe) can be high while the whole window loses money: calm-window gains
 score many positive windows, a few bad weeks lose the equity. So by default a candidate must also have a positive
 whole-window Sharpe and a positive total return on the gate window (`gate.require_positive_sharpe`,
-`gate.require_positive_return`). `gate.json` lists the rules that applied and those that failed.
+`gate.require_positive_return`).
+
+The gate value is also noisy: on a market with no edge at all (a driftless GARCH series) one policy in six of the
+learning-quality benchmark reached a rolling-Sharpe mean above 1.0 by luck. So a candidate's whole-window Sharpe
+must also be significant: `sharpe_confidence`, the probabilistic Sharpe ratio (Bailey & Lopez de Prado 2012: the
+probability that the true Sharpe ratio exceeds 0 given the window's length, skewness and kurtosis), must reach
+`gate.min_sharpe_confidence` (default 0.95; 0 turns the rule off). `gate.json` lists the rules that applied and
+those that failed.
 """
 
 from __future__ import annotations
@@ -15,12 +22,14 @@ from typing import Any, Mapping
 GATE_RULE = "rolling_sharpe_mean >= threshold"
 SHARPE_RULE = "sharpe > 0"
 RETURN_RULE = "total_return > 0"
+CONFIDENCE_RULE = "sharpe_confidence >= {:g}"
 
 
 @dataclasses.dataclass(frozen=True)
 class CandidateRules:
     require_positive_sharpe: bool = True
     require_positive_return: bool = True
+    min_sharpe_confidence: float = 0.95
 
     @classmethod
     def from_gate_config(cls, gate: Mapping[str, Any]) -> "CandidateRules":
@@ -30,6 +39,11 @@ class CandidateRules:
             if not isinstance(value, bool):
                 raise ValueError(f"gate.{name} must be true or false, got {value!r}")
             values[name] = value
+        confidence = gate.get("min_sharpe_confidence", cls.min_sharpe_confidence)
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence < 1:
+            raise ValueError(f"gate.min_sharpe_confidence must be a number in [0, 1) (0 turns the rule off), got "
+                             f"{confidence!r}")
+        values["min_sharpe_confidence"] = float(confidence)
         return cls(**values)
 
     def check(self, report: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -39,6 +53,10 @@ class CandidateRules:
             tests[SHARPE_RULE] = report["sharpe"] > 0
         if self.require_positive_return:
             tests[RETURN_RULE] = report["total_return"] > 0
+        if self.min_sharpe_confidence > 0:
+            confidence = report.get("sharpe_confidence")
+            tests[CONFIDENCE_RULE.format(self.min_sharpe_confidence)] = (
+                confidence is not None and confidence >= self.min_sharpe_confidence)
         return {"applied": list(tests), "failed": [rule for rule, ok in tests.items() if not ok]}
 
 

@@ -14,6 +14,9 @@ Labels in order of precedence (the first whose condition holds wins; `flags` lis
    `candidate_rules` (older ones) is judged on those two numbers. The mean of 30-bar Sharpes rewards calm-window
    gains; such a model is never a candidate (`jaxrl.gate.rules`). With the rules switched off (gate.require_*:
    false) the spec's pass alone counts.
+2c. insignificant_pass: the gate value passed and no money rule failed, but the whole-window Sharpe is not
+   significant (the failed rule is `sharpe_confidence >= ...`, `gate.min_sharpe_confidence`): luck is a likely
+   explanation, so it is no candidate.
 3. passed: the gate passed (`gate.passed`, or gate value >= threshold when `passed` is absent).
 4. flat_policy_collapse: gate or validation `flat_realized_exposure_ratio` >= FLAT_RATIO, or selection stopped the
    run for flatness. Before near_miss: a mostly flat policy near the threshold is a collapse, not a near miss.
@@ -39,6 +42,7 @@ from typing import Any, Mapping
 LABELS = (
     "implausible_result",
     "gate_metric_divergence",
+    "insignificant_pass",
     "passed",
     "flat_policy_collapse",
     "near_miss",
@@ -75,6 +79,11 @@ NEXT_ACTIONS = {
         "not a candidate. Look at equity.png and the drawdowns, train with a drawdown or downside penalty "
         "(env.drawdown_coef, env.downside_coef), keep env.cost_bps at real costs, and select on several validation "
         "folds (selection.folds) with a lower quantile (selection.aggregate=quantile)."
+    ),
+    "insignificant_pass": (
+        "The gate value passed and the gate window made money, but its whole-window Sharpe is not significant "
+        "(sharpe_confidence below gate.min_sharpe_confidence): a lucky path is a likely explanation. Not a "
+        "candidate. Retrain with more seeds and check that the edge holds on every seed and on another instrument."
     ),
     "passed": (
         "Check robustness before use: retrain with 2-3 more seeds, backtest the candidate on another instrument "
@@ -225,8 +234,11 @@ def classify(record: Mapping[str, Any], thresholds: QualityThresholds | None = N
     losing = bool(failed_rules) if "failed" in rules else (
         (gate_sharpe is not None and gate_sharpe <= 0)
         or (evidence["gate_total_return"] is not None and evidence["gate_total_return"] <= 0))
-    if "passed" in flags and losing:
+    money_failed = [rule for rule in failed_rules if not rule.startswith("sharpe_confidence")]
+    if "passed" in flags and losing and (money_failed or "failed" not in rules):
         flags.append("gate_metric_divergence")
+    elif "passed" in flags and losing:
+        flags.append("insignificant_pass")
 
     # 3. flat collapse
     if ((evidence["gate_flat_ratio"] is not None and evidence["gate_flat_ratio"] >= th.flat_ratio)
