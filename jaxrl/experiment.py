@@ -22,11 +22,13 @@ from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
+from jaxrl.data.pool import PooledMarket
 from jaxrl.data.from_config import PROJECT_ROOT, load_data  # noqa: F401  (PROJECT_ROOT: re-exported)
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.errors import UserError
 from jaxrl.gate.files import gate_series, write_gate_files
 from jaxrl.gate.honest import honest_lines, honest_report
+from jaxrl.gate.pooled import pooled_gate_reports, pooled_lines
 from jaxrl.gate.report import gate_report, gate_setup, validation_setup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
@@ -165,8 +167,9 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dic
 
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,
                    metrics_rows: list[dict], evaluations: list[dict], timings: dict, *, seed: int,
-                   member: dict | None = None) -> dict[str, Any]:
-    """Everything after training for one model: gate report, record, checkpoint, plots, registry, quality, summary."""
+                   member: dict | None = None, gate_trials: tuple[int, float] | None = None) -> dict[str, Any]:
+    """Everything after training for one model: gate report, record, checkpoint, plots, registry, quality, summary.
+    `gate_trials`: (N, V) of the N models gated together (a population group), which deflate `sharpe_confidence`."""
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
     result: dict[str, Any] = {"timings": timings, "gate": None, "out_dir": str(out_dir), "record": None,
@@ -197,7 +200,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
     if market is not None:
         report = gate_report(
             evaluated["metrics"], market, learner.gate, threshold=cfg.gate.threshold, years=cfg.gate.years,
-            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps, returns=evaluated["returns"],
+            exec_lag=cfg.env.exec_lag, cost_bps=cfg.env.cost_bps, returns=evaluated["returns"], trials=gate_trials,
         )
         report.update(honest_report(experiment, cfg.gate, report, params, evaluations, out_dir, member))
         report.update({"env": str(cfg.env.name), "agent": str(cfg.agent.name), "seed": seed,
@@ -245,6 +248,9 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
             info = compiled_once(learner, "gate_info", lambda p, e: env.gate_info(
                 e, learner.deterministic_policy(p, e), learner.gate))(params, experiment.env_params)
             report["diagnostics"] = env.gate_diagnostics(jax.device_get(info), market, report)
+        if isinstance(market, PooledMarket) and market.pool:  # data.pool: the same parameters gated on every pooled instrument
+            report["pool"] = pooled_gate_reports(experiment, cfg.gate, cfg.env, params)
+            record["data_pool"] = market.provenance()
         record["gate"] = report
         series = gate_series(market, learner.gate.window, evaluated["exposures"], evaluated["returns"])
         write_gate_files(out_dir, report, series)
@@ -301,6 +307,7 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
         f"{gate['flat_realized_exposure_ratio']:.1%}  mean turnover {gate['mean_turnover']:.4f}",
     ]
     lines += honest_lines(gate)
+    lines += pooled_lines(gate)
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
     if (gate.get("diagnostics") or {}).get("summary"):

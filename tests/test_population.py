@@ -23,6 +23,7 @@ from helpers import TINY, tiny_config
 from jaxrl.agents.ppo import PPO
 from jaxrl.chunks import read_jsonl
 from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.gate.overfitting import deflated_sharpe, sharpe_per_period
 from jaxrl.run import run_experiment
 from jaxrl.population import member_config, member_inputs, population_members, sweep_lists
 from jaxrl.population.learner import Population, PopulationTooLarge, check_memory
@@ -185,6 +186,16 @@ def test_population_json_has_spearman_dsr_and_pbo_of_every_member(population_run
         gate = json.loads((out / "members" / member["label"] / "gate.json").read_text())
         assert gate["overfitting"]["num_trials"] == 3 and "population_note" in gate["overfitting"]
         assert gate["candidate_rules"]["applied"][0] == "rolling_sharpe_mean >= threshold"
+    # the gate's sharpe_confidence is deflated by the members gated together: each group of 8 (population_chunk)
+    labels = [m.label for m in population_members(cfg)]
+    for group in (labels[:8], labels[8:]):
+        series = [np.load(out / "members" / label / "gate_series.npz")["strategy_returns"] for label in group]
+        variance = np.var([sharpe_per_period(r) for r in series], ddof=1)
+        for label, returns in zip(group, series):
+            gate = json.loads((out / "members" / label / "gate.json").read_text())
+            assert gate["sharpe_confidence_trials"] == 8
+            assert gate["sharpe_confidence"] == pytest.approx(
+                deflated_sharpe(returns, 8, variance)["deflated_sharpe"], rel=1e-6, abs=1e-9)
     assert "validation-to-gate Spearman" in (out / "population.txt").read_text()
 
 

@@ -40,6 +40,7 @@ GROUPS: dict[str, dict[str, Rule]] = {
     "data": {"symbol": STR, "path": STR, "asset_class": ONE_OF("tradefi", "crypto"), "date_column": STR,
              "close_column": STR, "train_source": ONE_OF("real", "synthetic", "mix"), "synthetic_fraction": PROB,
              "synthetic_paths": COUNT, "kind": ONE_OF("single", "basket"), "instruments": Rule("list"),
+             "pool": Rule("list"),
              "allow_gaps": BOOL, "allow_outliers": BOOL, "max_gap_days": POS.nullable_(),
              "bad_tick_return": POS.nullable_()},
     "registry": {"root": STR, "enabled": BOOL},

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.data.funding import funding_from_config
 from jaxrl.data.loader import MarketData, load_market
 from jaxrl.data.multi import basket_from_config
+from jaxrl.data.pool import load_pool
 from jaxrl.data.sanity import SanityLimits
 from jaxrl.errors import UserError
 
@@ -43,14 +44,22 @@ def load_data(cfg: DictConfig) -> MarketData:
     if cfg.env.name == "portfolio":
         raise UserError(f"env=portfolio trades several instruments, data={cfg.data.get('symbol')} is one: leave "
                          "data= out for the shipped basket (data=basket), or use another data config with kind: basket")
-    return load_market(
-        resolve_data_path(cfg.data.path),
-        symbol=cfg.data.get("symbol"),
-        asset_class=cfg.data.get("asset_class", "tradefi"),
-        years=cfg.gate.years,
-        val_years=cfg.gate.val_years,
-        window=cfg.env.window,
-        date_column=cfg.data.get("date_column", "Date"),
-        close_column=cfg.data.get("close_column", "Close"), **folds,
-        sanity=SanityLimits.for_asset_class(cfg.data.get("asset_class", "tradefi"), cfg.data),
-    )
+
+    def load(block) -> MarketData:
+        return load_market(
+            resolve_data_path(block["path"]),
+            symbol=block.get("symbol"),
+            asset_class=block.get("asset_class", "tradefi"),
+            years=cfg.gate.years,
+            val_years=cfg.gate.val_years,
+            window=cfg.env.window,
+            date_column=block.get("date_column", "Date"),
+            close_column=block.get("close_column", "Close"), **folds,
+            sanity=SanityLimits.for_asset_class(block.get("asset_class", "tradefi"), block),
+        )
+
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if data.get("pool") and cfg.env.name != "position":
+        raise UserError(f"data.pool trains one position agent on several instruments; env={cfg.env.name} does not "
+                        "take a pool (leave data.pool empty)")
+    return load_pool(data, load(data), PROJECT_ROOT / "hydra_conf", load)

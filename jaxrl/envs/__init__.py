@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 
 import gymnax
 
+from jaxrl.data.pool import PooledMarket
 from jaxrl.envs.base import EnvCapabilities, TradingEnv, capabilities, is_discrete
 from jaxrl.envs.exit import ExitEnv, ExitParams, ExitState
 from jaxrl.envs.funding import FundingEnv, FundingParams, FundingState
@@ -39,9 +40,12 @@ def build_position(cfg: dict[str, Any], market, synthetic: Callable | None):
         vol_window=int(cfg.pop("vol_window", 20)),
     )
     check_settings("position", cfg, PositionParams)
+    pool = market.pool if isinstance(market, PooledMarket) else ()
     if synthetic is not None:
+        if pool:
+            raise UserError("data.pool cannot be combined with synthetic training: use data.train_source=real")
         return synthetic(env, market, **cfg)
-    return env, env.params_for_train(market, **cfg)
+    return env, env.params_for_train(market, pool=pool, **cfg)
 
 
 def build_portfolio(cfg: dict[str, Any], market, synthetic: Callable | None):

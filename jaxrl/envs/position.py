@@ -4,8 +4,8 @@ At the close of decision bar t the agent sees its own book (current exposure, dr
 bars t - W + 1 .. t and sets a target exposure. Deadbands and the leverage cap turn it into the realised exposure
 e_t; the step then earns bar t + 1's return with exactly the gate's accounting (`jaxrl.metrics.bar_return`).
 
-An episode is a random window of the train split. Reaching the window's end is truncation (bootstrap the value);
-only equity at or below `liquidation_equity` is termination.
+An episode is a random window of the train split (or of a pooled instrument's: `data.pool`, position_pool.py).
+Reaching the window's end is truncation (bootstrap the value); only equity <= `liquidation_equity` terminates.
 
 Synthetic markets (`PositionEnv(bank=SyntheticBank(...))`, built by `jaxrl.synth.training.synthetic_position_env`):
 the params' `returns` / `features` become [the real series (T rows) | a bank of generated paths], and each episode
@@ -16,7 +16,7 @@ written, so validation and gate backtests (which start on real bars and read onl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,7 @@ from gymnax.environments import spaces
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
 from jaxrl.envs.base import TradingEnv
+from jaxrl.envs.position_pool import draw_start, pooled_params
 from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
 from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
                                        recent_volatility, window_sharpe)
@@ -59,19 +60,18 @@ class PositionParams:
     turnover_coef: float = 0.0
     vol_deadband: float = 0.0
     rebalance_rate: float = 1.0
-    # Sharpe rewards (PositionEnv(reward=differential_sharpe | rolling_sharpe)): the term's scale, and the moment
-    # estimates' rate eta of the differential Sharpe ratio.
-    sharpe_reward_scale: float = 1.0
-    dsr_eta: float = 0.01
-    # Std of Gaussian noise on the feature window of training observations (`perturb_obs`; never in backtests).
-    obs_noise: float = 0.0
-    # Std, in units of the asset's recent volatility, of Gaussian noise on the return each training step earns
-    # (`step` only; `transition` alone, which backtests step, earns the real return).
+    sharpe_reward_scale: float = 1.0  # reward=differential_sharpe | rolling_sharpe: the Sharpe term's scale
+    dsr_eta: float = 0.01  # the differential Sharpe ratio's moment-estimate rate eta
+    obs_noise: float = 0.0  # std of noise on training observations' feature window (`perturb_obs`; not backtests)
+    # Std, in units of the asset's recent volatility, of noise on the return each training `step` earns
+    # (`transition` alone, which backtests step, earns the real return).
     return_noise: float = 0.0
     # Share of episodes on synthetic paths (needs a synthetic bank; 0 = real only, 1 = synthetic only, else a mix).
-    # Traced: a population can sweep it (sweep.synthetic_fraction) in one compile.
-    synthetic_fraction: float = 0.0
+    synthetic_fraction: float = 0.0  # traced: a population can sweep it (sweep.data.synthetic_fraction)
     synthetic: Any = None  # SyntheticParams when the env has a synthetic bank; None: real data only
+    pool_low: Any = None  # data.pool: the start table over the run's and the pooled train splits (position_pool.py)
+    pool_before: Any = None
+    pool_total: Any = None
 
 
 @struct.dataclass
@@ -125,7 +125,6 @@ class PositionEnv(TradingEnv):
         self.log_keys = tuple(f"reward/{term}" for term in self.reward_terms) + ("strategy_return",
                                                                                   "realized_exposure")
 
-    # ---- synthetic bank (static layout) -------------------------------------------------------------------
     @property
     def refreshes_data(self) -> bool:
         """PPO calls `refresh` at the start of every update when True: only with a synthetic bank."""
@@ -149,10 +148,10 @@ class PositionEnv(TradingEnv):
         return PositionEnv(self.window, self.num_features, self.exec_lag, self.action_grid, bank, self.reward,
                            self.sharpe_window, self.vol_window)
 
-    # ---- construction -------------------------------------------------------------------------------------
     def params_for_train(self, market: MarketData, *, generator_params: Any = None,
-                         synthetic_fraction: float | None = None, bank_key=None, **numbers: Any) -> PositionParams:
-        """Params whose episodes are random windows of the train split.
+                         synthetic_fraction: float | None = None, bank_key=None, pool: Sequence[MarketData] = (),
+                         **numbers: Any) -> PositionParams:
+        """Params whose episodes are random windows of the train split (and of each `pool` market's train split).
 
         With a synthetic bank (`self.bank`), also the fitted `generator_params` (fit them on the train split only:
         `jaxrl.synth.fit_generator`), the share of synthetic episodes `synthetic_fraction` (default 1), and
@@ -177,12 +176,15 @@ class PositionEnv(TradingEnv):
             episode_len=episode_len,
             **{k: float(v) for k, v in numbers.items()},
         )
+        if pool:
+            if self.bank is not None:
+                raise ValueError("data.pool cannot be combined with synthetic training (data.train_source=real)")
+            params = pooled_params(params, market, pool, episode_len)
         if self.bank is None:
             return params
         fraction = 1.0 if synthetic_fraction is None else synthetic_fraction
         return with_bank_params(self, params, market, episode_len, generator_params, fraction, bank_key)
 
-    # ---- synthetic bank (in the graph) --------------------------------------------------------------------
     def refresh(self, key, params: PositionParams) -> PositionParams:
         """Generate `num_segments` fresh paths from `key` and the fitted generator into the next slot of the bank.
 
@@ -225,7 +227,6 @@ class PositionEnv(TradingEnv):
     def default_params(self) -> PositionParams:
         raise TypeError("PositionEnv needs market data: build params with env.params_for_train(market, ...)")
 
-    # ---- gymnax contract ----------------------------------------------------------------------------------
     def initial_state(self, bar, params: PositionParams, rng=0) -> PositionState:
         moments = jnp.zeros((2,), jnp.float32)
         if self.reward == "differential_sharpe":  # prior: mean 0, the variance of a fully invested book (causal)
@@ -244,7 +245,7 @@ class PositionEnv(TradingEnv):
 
     def reset_env(self, key, params: PositionParams):
         start_key, stream_key = jax.random.split(key)
-        start = jax.random.randint(start_key, (), params.start_low, params.start_high + 1)
+        start = draw_start(start_key, params)
         if self.bank is not None:
             bits = jax.random.bits(jax.random.fold_in(start_key, 1), (), jnp.uint32)
             start = self._choose_start(start, bits, params)
@@ -378,7 +379,6 @@ class PositionEnv(TradingEnv):
     def is_terminated(self, state: PositionState, params: PositionParams):
         return state.equity <= params.liquidation_equity
 
-    # ---- spaces -------------------------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return "position"
@@ -395,3 +395,4 @@ class PositionEnv(TradingEnv):
 
     def observation_space(self, params: PositionParams | None = None):
         return spaces.Box(-jnp.inf, jnp.inf, (BOOK_SIZE + self.window * self.num_features,), jnp.float32)
+

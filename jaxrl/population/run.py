@@ -33,6 +33,7 @@ from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chun
 from jaxrl.compiled import compiled_once, share_compiled
 from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
 from jaxrl.gate.files import GATE_FILE
+from jaxrl.gate.overfitting import sharpe_per_period
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, member_config, member_inputs,
@@ -143,6 +144,16 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
             "final": {"episode_return": float(np.median(finals)) if finals else None}}
 
 
+def gate_trials(evaluated, count: int) -> tuple[int, float] | None:
+    """(N, V) of a group's N real members (padding left out): V, the variance (ddof 1) of their per-period gate
+    Sharpe ratios. Every member's `sharpe_confidence` is then deflated by the luck of the best of N (README:
+    "Honest passing"). None without a gate or with one member."""
+    if evaluated is None or count < 2:
+        return None
+    sharpes = [sharpe_per_period(returns) for returns in np.asarray(evaluated["returns"])[:count]]
+    return count, float(np.var(sharpes, ddof=1))
+
+
 def _finish_group(cfg, experiment: Experiment, population: Population, state, group: list[Member], group_dir: Path,
                   out_dir: Path, timings: dict) -> list[dict[str, Any]]:
     """Gate every member inside one compiled call, then write each member's run directory and registry entry."""
@@ -153,6 +164,7 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
     params, selection, evaluated, env_params = jax.device_get(
         (params, state["selection"], evaluated, population.inputs.env_params))
     metrics_rows, evaluations = read_jsonl(group_dir / METRICS_FILE), read_jsonl(group_dir / EVALUATIONS_FILE)
+    trials = gate_trials(evaluated, len(group))
     results = []
     for i, member in enumerate(group):
         mine = lambda tree: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
@@ -164,7 +176,7 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
         result = finish_attempt(
             member_cfg, dataclasses.replace(experiment, cfg=member_cfg, env_params=mine(env_params)), member_dir,
             mine(params), mine(selection), None if evaluated is None else mine(evaluated), rows, evals, timings,
-            seed=member.seed, member=member.as_dict())
+            seed=member.seed, member=member.as_dict(), gate_trials=trials)
         result["member"] = member.as_dict()
         # the member's own logs and record, so its directory reads like a single run's (status, plots, resume)
         for name, logged in ((METRICS_FILE, rows), (EVALUATIONS_FILE, evals)):
