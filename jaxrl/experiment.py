@@ -22,9 +22,10 @@ from jaxrl.config import check_against_market
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
-from jaxrl.data.pool import PooledMarket
 from jaxrl.data.from_config import PROJECT_ROOT, load_data  # noqa: F401  (PROJECT_ROOT: re-exported)
+from jaxrl.data.pool import PooledMarket
 from jaxrl.envs import is_trading_env, make_env
+from jaxrl.envs.position_pool import params_on
 from jaxrl.errors import UserError
 from jaxrl.gate.files import gate_series, write_gate_files
 from jaxrl.gate.honest import honest_lines, honest_report
@@ -249,7 +250,8 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
                 e, learner.deterministic_policy(p, e), learner.gate))(params, experiment.env_params)
             report["diagnostics"] = env.gate_diagnostics(jax.device_get(info), market, report)
         if isinstance(market, PooledMarket) and market.pool:  # data.pool: the same parameters gated on every pooled instrument
-            report["pool"] = pooled_gate_reports(experiment, cfg.gate, cfg.env, params)
+            pooled = [(other, params_on(experiment.env_params, other)) for other in market.pool]
+            report["pool"] = pooled_gate_reports(experiment, cfg.gate, cfg.env, params, pooled)
             record["data_pool"] = market.provenance()
         record["gate"] = report
         series = gate_series(market, learner.gate.window, evaluated["exposures"], evaluated["returns"])

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from jaxrl.compiled import compiled_once
 from jaxrl.gate.backtest import evaluate_folds
 from jaxrl.gate.overfitting import deflated_sharpe
 from jaxrl.gate.rules import CandidateRules, meets_candidate_rules
@@ -24,8 +25,8 @@ def validation_returns(learner, env, env_params, params) -> np.ndarray:
     """The chosen parameters' strategy returns on every selection fold, oldest first, concatenated (host array).
     Compiled once per learner (a population's members reuse it)."""
     setup = learner.selection_setup
-    compiled = learner.__dict__.setdefault("_jit_validation_returns", jax.jit(
-        lambda p, e: evaluate_folds(env, e, learner.deterministic_policy(p, e), setup)["returns"]))
+    compiled = compiled_once(learner, "validation_returns", lambda p, e: evaluate_folds(
+        env, e, learner.deterministic_policy(p, e), setup)["returns"])
     return np.asarray(jax.device_get(compiled(params, env_params)), np.float64).reshape(-1)
 
 

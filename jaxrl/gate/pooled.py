@@ -8,12 +8,11 @@ one of them only (the concentration our users saw when multi-symbol agents farme
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from jaxrl.compiled import compiled_once
-from jaxrl.envs.position_pool import params_on
 from jaxrl.gate.backtest import evaluate
 from jaxrl.gate.report import gate_report, gate_setup
 from jaxrl.gate.rules import CandidateRules, meets_candidate_rules
@@ -23,18 +22,19 @@ POOL_FIELDS = ("rolling_sharpe_mean", "sharpe", "total_return", "max_drawdown", 
                "data_sha256")
 
 
-def pooled_gate_reports(experiment, gate_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any],
-                        params) -> dict[str, Any]:
+def pooled_gate_reports(experiment, gate_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any], params,
+                        pooled: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
     """{"instruments": {symbol: gate fields + candidate_rules + meets_rules}, "passed": k, "meet_rules": k,
-    "total": K} over the pooled instruments of `experiment.market` (its own instrument is the report of record)."""
+    "total": K} over `pooled`, pairs of (a pooled instrument's market, the run's env params on its rows); the run's
+    own instrument is the report of record."""
     learner, env = experiment.learner, experiment.env
     rules = CandidateRules.from_gate_config(gate_cfg)
     instruments: dict[str, Any] = {}
-    for other in experiment.market.pool:
+    for other, env_params in pooled:
         setup = gate_setup(other, int(gate_cfg["window"]))  # static: one program per pooled instrument
         program = compiled_once(learner, f"pooled_gate/{other.symbol}", lambda p, e, setup=setup: evaluate(
             env, e, learner.deterministic_policy(p, e), setup))
-        evaluated = program(params, params_on(experiment.env_params, other))
+        evaluated = program(params, env_params)
         report = gate_report(evaluated["metrics"], other, setup, threshold=float(gate_cfg["threshold"]),
                              years=float(gate_cfg["years"]), exec_lag=int(env_cfg.get("exec_lag", 0)),
                              cost_bps=float(env_cfg.get("cost_bps", 0.0)), rules=rules,
