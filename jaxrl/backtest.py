@@ -30,7 +30,7 @@ from jaxrl.data import MarketArrays, MarketData
 from jaxrl.data.from_config import load_data
 from jaxrl.edge import absolute_location, absolute_paths
 from jaxrl.envs import is_trading_env, make_env
-from jaxrl.errors import UserError, take_debug_flag, user_errors
+from jaxrl.errors import UserError, migrate_renamed, take_debug_flag, user_errors
 from jaxrl.experiment import Experiment, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.files import gate_series, write_gate_files
@@ -68,7 +68,7 @@ def backtest_baseline(name: str, market: MarketData, env, env_params, setup: Gat
     reads), so every instrument with the same gate length reuses one compile per baseline.
     """
     settings = baseline_settings(name, **settings)
-    length, periods, rolling = setup.window.length, setup.periods_per_year, setup.rolling_window
+    length, periods, rolling = setup.span.length, setup.periods_per_year, setup.rolling_window
     key = (name, tuple(sorted(settings.items())), env.shape_key(), length, periods, rolling)
     compiled = _COMPILED.get(key)
     if compiled is None:
@@ -86,13 +86,13 @@ def backtest_baseline(name: str, market: MarketData, env, env_params, setup: Gat
     if hasattr(env_params, "returns") and hasattr(env_params, "features"):
         env_params = env_params.replace(returns=_pad(env_params.returns, size),
                                         features=_pad(env_params.features, size))
-    return compiled(env_params, arrays, jnp.asarray(setup.window.start, jnp.int32))
+    return compiled(env_params, arrays, jnp.asarray(setup.span.start, jnp.int32))
 
 
 # ---- candidates -------------------------------------------------------------------------------------------------
 def candidate_config(saved: Mapping[str, Any], cfg: DictConfig) -> DictConfig:
     """The candidate's saved config with this command line's data block (replaced) and gate block (merged over)."""
-    merged = OmegaConf.create(dict(saved))
+    merged = OmegaConf.create(migrate_renamed(dict(saved)))  # a candidate saved before a key was renamed
     merged.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     saved_gate = merged.get("gate") or OmegaConf.create({})
     merged.gate = OmegaConf.merge(saved_gate, OmegaConf.to_container(cfg.gate, resolve=True))
@@ -144,7 +144,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         if market is None:
             raise UserError(f"candidate {cfg.policy.id!r} was trained on env {run_cfg.env.name!r}, "
                              "which has no market data to backtest on")
-        setup = gate_setup(market, int(run_cfg.gate.window))
+        setup = gate_setup(market, int(run_cfg.gate.rolling_window))
         policy = experiment.learner.deterministic_policy
         evaluated = jax.jit(lambda p: evaluate(env, env_params, policy(p), setup))(params)
         selection = metadata.get("selection") or {}
@@ -167,7 +167,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         settings = baseline_settings(name, **settings_of(OmegaConf.to_container(cfg.policy, resolve=True)))
         market = load_data(cfg)
         env, env_params = make_env(OmegaConf.to_container(cfg.env, resolve=True), market)
-        setup = gate_setup(market, int(cfg.gate.window))
+        setup = gate_setup(market, int(cfg.gate.rolling_window))
         evaluated = backtest_baseline(name, market, env, env_params, setup, **settings)
         extra.update({"kind": "baseline", "settings": settings, "optimistic": False})
         env_cfg = cfg.env
@@ -180,13 +180,13 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
     report.update(extra)
     report["env"] = str(env_cfg.name)
 
-    series = gate_series(market, setup.window, evaluated["exposures"], evaluated["returns"])
+    series = gate_series(market, setup.span, evaluated["exposures"], evaluated["returns"])
     if cfg.get("plots", True):
         from jaxrl.reports.plots import plot_backtest  # matplotlib only when plots are wanted
 
         plot_backtest(out_dir, series["dates"], series["strategy_returns"], series["exposures"],
                       series["asset_returns"], report["threshold"], report["periods_per_year"],
-                      window=report["window"], title=f"{report['symbol']} {_policy_label(report)}")
+                      window=report["rolling_window"], title=f"{report['symbol']} {_policy_label(report)}")
 
     if report["kind"] == "baseline" and registry_cfg.get("record", True):
         record = baseline_record(report, market, cfg)

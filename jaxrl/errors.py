@@ -29,9 +29,38 @@ class UserError(ValueError):
     """A mistake in what the user asked for; its message names the file/key/value and what is expected."""
 
 
+# Config keys renamed because one word meant several things ("window": observation bars, rolling-Sharpe bars,
+# backtest span, selection split). An old key on the command line stops with the new name instead of Hydra's
+# "Could not override"; saved configs (candidates in a registry) are migrated by `migrate_renamed`.
+RENAMED_KEYS = {"gate.window": "gate.rolling_window", "selection.window": "selection.split"}
+
+
+def refuse_renamed_keys(argv: list[str]) -> None:
+    """Exit with code 2 and the new name when a command-line override uses a renamed key."""
+    for arg in argv[1:]:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if "=" in arg and key in RENAMED_KEYS:
+            print(f"{os.path.basename(argv[0])}: error: {key} was renamed {RENAMED_KEYS[key]}: use "
+                  f"{RENAMED_KEYS[key]}={arg.split('=', 1)[1]}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USAGE)
+
+
+def migrate_renamed(config: dict) -> dict:
+    """A saved config (plain dict) with its renamed keys under their new names (the value kept)."""
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for old, new in RENAMED_KEYS.items():
+        group, key = old.split(".")
+        block = config.get(group)
+        if isinstance(block, dict) and key in block:
+            block.setdefault(new.split(".")[1], block.pop(key))
+    return config
+
+
 def take_debug_flag(argv: list[str] | None = None) -> bool:
-    """Remove `--debug` from `argv` (sys.argv: Hydra would reject it) and remember it for `user_errors`."""
+    """Remove `--debug` from `argv` (sys.argv: Hydra would reject it) and remember it for `user_errors`; refuse
+    renamed config keys first (`refuse_renamed_keys`): every command line calls this before Hydra parses."""
     argv = sys.argv if argv is None else argv
+    refuse_renamed_keys(argv)
     if DEBUG_FLAG in argv:
         argv.remove(DEBUG_FLAG)
         os.environ[DEBUG_ENV] = "1"

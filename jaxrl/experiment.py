@@ -84,8 +84,8 @@ class Experiment:
         selection = SelectionConfig.from_dict(OmegaConf.to_container(cfg.selection, resolve=True))
         gate = validation = None
         if market is not None:
-            gate = gate_setup(market, int(cfg.gate.window))
-            validation = validation_setup(market, int(cfg.gate.window))
+            gate = gate_setup(market, int(cfg.gate.rolling_window))
+            validation = validation_setup(market, int(cfg.gate.rolling_window))
         torso = None
         if market is not None:  # windowed trading observations: the network group's backbone (PPO and offline)
             network = OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else {"name": "mlp"}
@@ -214,7 +214,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
                                  "never become a candidate")
         if learner.selection.optimistic:
             report["warning"] = ("OPTIMISTIC: checkpoints were selected on the gate window itself "
-                                 "(selection.window=gate); this gate value overstates out-of-sample performance")
+                                 "(selection.split=gate); this gate value overstates out-of-sample performance")
         if "oracle" in record:
             report["oracle"] = record["oracle"]
             if notice:
@@ -254,7 +254,7 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
             report["pool"] = pooled_gate_reports(experiment, cfg.gate, cfg.env, params, pooled)
             record["data_pool"] = market.provenance()
         record["gate"] = report
-        series = gate_series(market, learner.gate.window, evaluated["exposures"], evaluated["returns"])
+        series = gate_series(market, learner.gate.span, evaluated["exposures"], evaluated["returns"])
         write_gate_files(out_dir, report, series)
         result["gate"] = report
         result["series"] = {key: series[key] for key in ("dates", "exposures", "strategy_returns")}

@@ -83,7 +83,7 @@ def train_and_backtest(name, path, regime) -> dict:
         return gated, constant, metrics["episode_return"], state["selection"].best_update
 
     gated, constant, episode_return, best_update = jax.jit(trained_vs_untrained)(jax.random.PRNGKey(0))
-    window = learner.gate.window
+    window = learner.gate.span
     return {
         "learner": learner,
         "gated": jax.tree.map(np.asarray, gated), "constant": jax.tree.map(np.asarray, constant),

@@ -23,7 +23,8 @@ from jaxrl.data.loader import file_sha256
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides, recipe_hash,
                         recipe_of_config, run_name, swept_keys)
 from jaxrl.envs import TRADING_ENVS
-from jaxrl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UserError, outcome_code, user_errors
+from jaxrl.errors import (EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UserError, migrate_renamed, outcome_code,
+                          refuse_renamed_keys, user_errors)
 from jaxrl.experiment import PROJECT_ROOT
 from jaxrl.run import run_experiment
 from jaxrl.offline.rebrac import ReBRAC
@@ -81,6 +82,22 @@ def test_missing_file_is_one_line_exit_2_and_traceback_with_debug(tmp_path):
     debug = cli("jaxrl.train", "--debug", "data.path=missing.csv", "registry.enabled=false", "hydra.run.dir=out",
                 cwd=tmp_path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "missing.csv: no such file" in debug.stderr
+
+
+def test_renamed_keys_stop_with_their_new_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        refuse_renamed_keys(["jaxrl.train", "env.window=8", "gate.window=20"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("jaxrl.train: error: gate.window was renamed gate.rolling_window: use "
+                                               "gate.rolling_window=20")
+    with pytest.raises(SystemExit):
+        refuse_renamed_keys(["x", "+selection.window=gate"])
+    refuse_renamed_keys(["x", "env.window=8", "gate.rolling_window=20", "selection.split=gate"])  # the new names pass
+    # a candidate saved before the rename still rebuilds: its saved config is migrated, values kept
+    saved = {"gate": {"window": 20, "threshold": 1.0}, "selection": {"window": "gate"}, "env": {"window": 8}}
+    migrated = migrate_renamed(saved)
+    assert migrated["gate"] == {"rolling_window": 20, "threshold": 1.0} and migrated["selection"] == {"split": "gate"}
+    assert migrated["env"] == {"window": 8} and saved["gate"]["window"] == 20  # env.window is not renamed; no mutation
 
 
 # ---- absolute paths at the edge ------------------------------------------------------------------------------------

@@ -64,11 +64,11 @@ BAD_SETTINGS = [
     (["data.max_gap_days=0"], "data.max_gap_days=0: must be a finite number > 0 or null"),
     (["data.allow_gaps=sometimes"], "data.allow_gaps='sometimes': must be true or false"),
     (["gate.years=0"], "gate.years=0: must be a finite number > 0"),
-    (["gate.window=1"], "gate.window=1: must be an integer >= 2"),
+    (["gate.rolling_window=1"], "gate.rolling_window=1: must be an integer >= 2"),
     (["+gate.treshold=1"], "gate.treshold: unknown key in gate"),
     (["selection.eval_every=0"], "selection.eval_every=0: must be an integer >= 1"),
     (["selection.max_flat_ratio=1.5"], "selection.max_flat_ratio=1.5: must be a finite number >= 0 and <= 1"),
-    (["selection.window=test"], "selection.window='test': must be one of ['validation', 'gate']"),
+    (["selection.split=test"], "selection.split='test': must be one of ['validation', 'gate']"),
     (["selection.metric=profit"], "selection.metric='profit': must be one of"),
     (["+selection.evry=3"], "selection.evry: unknown key in selection"),
     (["run.chunk_updates=-1"], "run.chunk_updates=-1: must be an integer >= 0 or null"),
@@ -141,8 +141,8 @@ def test_a_swept_value_out_of_range_is_refused(tmp_path):
 def test_episode_longer_than_the_train_split_is_refused():
     with pytest.raises(ConfigError, match=r"env.episode_len=100000: must be <= \d+, the decision bars of the train"):
         Experiment.from_config(tiny_config("env.episode_len=100000"))
-    with pytest.raises(ConfigError, match=r"gate.window=5000: must be <= 252"):
-        Experiment.from_config(tiny_config("gate.window=5000"))
+    with pytest.raises(ConfigError, match=r"gate.rolling_window=5000: must be <= 252"):
+        Experiment.from_config(tiny_config("gate.rolling_window=5000"))
 
 
 def test_the_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path):

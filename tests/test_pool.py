@@ -92,10 +92,10 @@ def test_what_cannot_pool_is_refused(overrides, message):
         load_data(cfg)
 
 
-def test_pool_and_synthetic_training_are_refused():
+def test_pool_and_synthetic_training_are_refused(tmp_path):
     cfg = tiny_config("data.pool=[qqq]", "data.train_source=mix")
     with pytest.raises(UserError, match="data.pool cannot be combined with synthetic training"):
-        run_experiment(cfg, "unused", verbose=False)
+        run_experiment(cfg, tmp_path / "run", verbose=False)
 
 
 def test_pooled_run_is_gated_on_every_instrument(tmp_path):

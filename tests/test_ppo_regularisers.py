@@ -72,7 +72,7 @@ def test_weight_decay_cost_curriculum_and_noise_in_training(learner, train):
     assert kernel_norm(regular["final_params"]) < 0.5 * kernel_norm(plain["final_params"])
     # the gate backtest books the real cost (no curriculum), from the runner's env params
     gate = regular["gate"]
-    start, length = learner.gate.window.start, learner.gate.window.length
+    start, length = learner.gate.span.start, learner.gate.span.length
     asset = learner.env_params.returns[start + 1 : start + length + 1]
     want = strategy_returns(gate["exposures"], asset, 5.0)
     np.testing.assert_allclose(np.asarray(gate["returns"]), np.asarray(want), rtol=1e-5, atol=1e-9)

@@ -203,5 +203,5 @@ def test_labeler_rules_are_scored_without_the_learners_overrides():
     # an offline cell's rules are scored through a PPO config: agent/sweep/labeler overrides must not reach it
     from jaxrl.quality.grid import market_overrides
     given = ["agent.num_updates=1000", "+agent.x=1", "+sweep.actor_bc_coef=[0.05,1.0]", "sweep.gamma=[0.1,0.99]",
-             "labeler=random", "labeler.num_envs=8", "env.cost_bps=5", "gate.window=100", "env.window=8"]
-    assert market_overrides(given) == ["env.cost_bps=5", "gate.window=100", "env.window=8"]
+             "labeler=random", "labeler.num_envs=8", "env.cost_bps=5", "gate.rolling_window=100", "env.window=8"]
+    assert market_overrides(given) == ["env.cost_bps=5", "gate.rolling_window=100", "env.window=8"]

@@ -67,8 +67,8 @@ def test_selection_rule_keeps_flat_policies_out():
     state, _ = select(state, {"w": np.ones(2, np.float32)}, flat_great, 3, cfg)
     state, _ = select(state, {"w": np.ones(2, np.float32)}, flat_great, 4, cfg)
     assert bool(state.stopped) and int(state.stop_update) == 4 and int(state.best_update) == 2
-    with pytest.raises(ValueError, match="selection.window"):
-        SelectionConfig(window="train")
+    with pytest.raises(ValueError, match="selection.split"):
+        SelectionConfig(split="train")
 
 
 def test_flat_policy_triggers_early_stop_and_freezes_parameters(tmp_path):

@@ -274,7 +274,7 @@ def test_evaluate_synthetic_backtests_held_out_paths(spy8, synthetic):
         assert float(out["mean"][name]) == pytest.approx(float(np.mean(np.asarray(out["paths"][name]))), rel=1e-5,
                                                          abs=1e-7)
     # buy and hold earns each path's own returns, minus the entry cost on the first bar
-    length = env.segment_offset + setup.window.length + 1
+    length = env.segment_offset + setup.span.length + 1
     returns, _ = jax.jit(lambda k, s: sample_market(k, "bootstrap", s.generator, s.feature_mean, s.feature_std,
                                                     num, length))(key, params.synthetic)
     earned = np.asarray(returns, np.float64)[:, env.segment_offset + 1:]

@@ -108,7 +108,7 @@ def test_remote_registry_through_fsspec():
 
 
 def test_optimistic_selection_is_flagged(tmp_path):
-    cfg = tiny_config("selection.window=gate", "run.save_checkpoint=false")
+    cfg = tiny_config("selection.split=gate", "run.save_checkpoint=false")
     result = run_experiment(cfg, tmp_path, verbose=False)
     assert result["gate"]["optimistic"] is True and "OPTIMISTIC" in result["gate"]["warning"]
     assert "OPTIMISTIC" in (tmp_path / "summary.txt").read_text()

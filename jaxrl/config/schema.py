@@ -34,7 +34,7 @@ GROUPS: dict[str, dict[str, Rule]] = {
     "run": {"chunk_updates": INT(ge=0).nullable_(), "save_checkpoint": BOOL, "plots": BOOL, "resume": BOOL,
             "num_seeds": COUNT, "population_chunk": COUNT, "memory_limit_gb": POS.nullable_(),
             "resume_dir": STR.nullable_()},
-    "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "window": INT(ge=2),
+    "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "rolling_window": INT(ge=2),
              "require_positive_sharpe": BOOL, "require_positive_return": BOOL,
              "min_sharpe_confidence": NUM(ge=0, lt=1)},
     "data": {"symbol": STR, "path": STR, "asset_class": ONE_OF("tradefi", "crypto"), "date_column": STR,
@@ -94,7 +94,7 @@ RANGES: dict[str, dict[str, Rule]] = {
                 "dropout_rate": NUM(ge=0, lt=1), "norm": ONE_OF("none", "layer", "rms"),
                 "pool": ONE_OF("last", "mean", "flatten")},
     "generator": {"name": STR, "mean_block": POS, "max_iter": COUNT, "tol": POS, "mean": ONE_OF("mle", "sample")},
-    "selection": {"eval_every": COUNT, "metric": ONE_OF(*SELECTABLE_METRICS), "window": ONE_OF("validation", "gate"),
+    "selection": {"eval_every": COUNT, "metric": ONE_OF(*SELECTABLE_METRICS), "split": ONE_OF("validation", "gate"),
                   "max_flat_ratio": PROB, "flat_stop_ratio": PROB, "flat_stop_evals": INT(ge=0)},
 }
 
@@ -219,10 +219,10 @@ def check_against_market(cfg: DictConfig, market: Any) -> None:
     if episode is not None and int(episode) > train:
         raise ConfigError(f"env.episode_len={episode!r}: must be <= {train}, the decision bars of the train split of "
                           f"{path} (shorten it, or lower gate.years / gate.val_years)")
-    window = int(cfg.gate.window)
+    window = int(cfg.gate.rolling_window)
     shortest = min(split.gate_length, split.val_length)
     if window > shortest:
-        raise ConfigError(f"gate.window={window!r}: must be <= {shortest}, the returns of the shorter of the "
+        raise ConfigError(f"gate.rolling_window={window!r}: must be <= {shortest}, the returns of the shorter of the "
                           f"validation and gate windows of {path}")
 
 

@@ -130,8 +130,8 @@ class ExitEnv(TradingEnv):
     def gate_info(self, params: "ExitParams", policy: Callable, setup):
         """The learned exits' trades over the gate window, and the gate metrics of the same entry rule with the
         fixed exit (always HOLD: out by stop, target or max_hold) on the same window (pure, jit-able)."""
-        _, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
-        exposures, returns = run_policy(self, params, hold_policy, setup.window)
+        _, _, info = run_policy_info(self, params, policy, setup.span.start, setup.span.length)
+        exposures, returns = run_policy(self, params, hold_policy, setup.span)
         keys = ("trade_closed", "trade_pnl", "trade_length", "forced_exit", "in_trade", "action", "blocked")
         return {"info": {k: info[k] for k in keys},
                 "fixed": gate_metrics(returns, exposures, setup.periods_per_year, setup.rolling_window)}

@@ -88,13 +88,13 @@ class FundingEnv(TradingEnv):
     # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
     def gate_info(self, params: "FundingParams", policy, setup):
         """Rewards, realised P&L and P&L per symbol of the policy's continuous run over the gate window."""
-        rewards, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
+        rewards, _, info = run_policy_info(self, params, policy, setup.span.start, setup.span.length)
         return {"reward": rewards, "pnl": info["strategy_return"], "symbol_pnl": info["symbol_pnl"]}
 
     def gate_diagnostics(self, info, market, report) -> dict[str, Any]:
         """`funding_diagnostics` of the gate window cut into segments of the gate's rolling window (30 bars): win
         rate and reward-P&L correlation across segments, P&L per symbol and the top symbol's share."""
-        size = int(report.get("window") or 30)
+        size = int(report.get("rolling_window") or 30)
         count = len(np.asarray(info["pnl"])) // size
         if count < 1:
             return {"summary": "gate window shorter than one segment"}

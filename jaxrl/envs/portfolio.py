@@ -295,7 +295,7 @@ class PortfolioEnv(TradingEnv):
     # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
     def gate_info(self, params: PortfolioParams, policy: Callable, setup):
         """What `gate_diagnostics` reads from the policy's continuous run over the gate window (pure, jit-able)."""
-        _, _, info = run_policy_info(self, params, policy, setup.window.start, setup.window.length)
+        _, _, info = run_policy_info(self, params, policy, setup.span.start, setup.span.length)
         return {"weights": info["weights"], **{f"guard/{g}": info[f"guard/{g}"] for g in GUARDS}}
 
     def gate_diagnostics(self, info, market, report) -> dict[str, Any]:

@@ -31,7 +31,7 @@ class GateSetup:
     `window.length` decisions; each is backtested on its own, starting flat (`evaluate_folds`). Empty: one window.
     """
 
-    window: Window
+    span: Window  # the decisions backtested (the gate or validation window; each fold's length)
     periods_per_year: int
     rolling_window: int = 30
     fold_starts: tuple[int, ...] = ()
@@ -65,7 +65,7 @@ def run_policy_info(env, env_params, policy: Callable, start: int, length: int):
 
 def evaluate(env, env_params, policy: Callable, setup: GateSetup):
     """Gate metrics (dict of scalars) plus the exposure and return series of one continuous backtest."""
-    exposures, returns = run_policy(env, env_params, policy, setup.window)
+    exposures, returns = run_policy(env, env_params, policy, setup.span)
     metrics = gate_metrics(returns, exposures, setup.periods_per_year, setup.rolling_window)
     return {"metrics": metrics, "exposures": exposures, "returns": returns}
 
@@ -73,8 +73,8 @@ def evaluate(env, env_params, policy: Callable, setup: GateSetup):
 def evaluate_folds(env, env_params, policy: Callable, setup: GateSetup):
     """Each validation fold of `setup` backtested on its own (vmapped over the folds' start bars): gate metrics
     (dict of (K,) arrays) plus the (K, L) exposure and return series. With no folds, the one window as K = 1."""
-    starts = setup.fold_starts or (setup.window.start,)
-    length = setup.window.length
+    starts = setup.fold_starts or (setup.span.start,)
+    length = setup.span.length
 
     def one(start):
         def bar(state, _):

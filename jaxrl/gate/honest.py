@@ -37,12 +37,12 @@ def trial_sharpes(evaluations: Sequence[Mapping[str, Any]]) -> list[float]:
 
 
 def overfitting_report(returns, sharpes: Sequence[float], periods_per_year: int, members: int = 1,
-                       pbo: Mapping[str, Any] | None = None, window: str = "validation") -> dict[str, Any]:
+                       pbo: Mapping[str, Any] | None = None, split: str = "validation") -> dict[str, Any]:
     """DSR of `returns` among the trials whose annualised Sharpe ratios are `sharpes` (V = their variance, per
-    period), plus the PBO block when a population computed one. `window`: where selection looked (`selection.window`;
+    period), plus the PBO block when a population computed one. `split`: where selection looked (`selection.split`;
     "gate" for an optimistic run)."""
     returns = np.asarray(returns, np.float64)
-    report: dict[str, Any] = {"window": window, "members": int(members), "num_trials": len(sharpes)}
+    report: dict[str, Any] = {"split": split, "members": int(members), "num_trials": len(sharpes)}
     if returns.size < 3 or not sharpes:
         report.update({"deflated_sharpe": None, "note": "too few validation returns or evaluations"})
     else:
@@ -70,7 +70,7 @@ def honest_report(experiment, gate_cfg: Mapping[str, Any], report: Mapping[str, 
         returns = validation_returns(learner, experiment.env, experiment.env_params, params)
         np.savez(f"{out_dir}/{VALIDATION_SERIES_FILE}", strategy_returns=returns)
         extra["overfitting"] = overfitting_report(returns, trial_sharpes(evaluations),
-                                                  experiment.market.periods_per_year, window=learner.selection.window)
+                                                  experiment.market.periods_per_year, split=learner.selection.split)
         if member is not None:
             extra["overfitting"]["population_note"] = (
                 "this member's own trials only; the population's DSR (members x evaluations) and PBO are in "

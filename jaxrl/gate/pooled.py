@@ -31,7 +31,7 @@ def pooled_gate_reports(experiment, gate_cfg: Mapping[str, Any], env_cfg: Mappin
     rules = CandidateRules.from_gate_config(gate_cfg)
     instruments: dict[str, Any] = {}
     for other, env_params in pooled:
-        setup = gate_setup(other, int(gate_cfg["window"]))  # static: one program per pooled instrument
+        setup = gate_setup(other, int(gate_cfg["rolling_window"]))  # static: one program per pooled instrument
         program = compiled_once(learner, f"pooled_gate/{other.symbol}", lambda p, e, setup=setup: evaluate(
             env, e, learner.deterministic_policy(p, e), setup))
         evaluated = program(params, env_params)

@@ -37,12 +37,12 @@ def gate_report(metrics: Mapping[str, Any], market: MarketData, setup: GateSetup
     ratios have variance V, the deflated Sharpe ratio among them; with `rules`, also `candidate_rules` (the rules a
     candidate must meet besides the gate value, and those it failed)."""
     cost_bps = check_cost_bps(cost_bps)
-    window = setup.window
+    window = setup.span
     report: dict[str, Any] = {name: float(np.asarray(metrics[name])) for name in METRIC_NAMES}
     report.update({
         "passed": bool(report["rolling_sharpe_mean"] >= threshold),
         "threshold": float(threshold),
-        "window": int(setup.rolling_window),
+        "rolling_window": int(setup.rolling_window),
         "periods_per_year": int(setup.periods_per_year),
         "years": float(years),
         "exec_lag": int(exec_lag),

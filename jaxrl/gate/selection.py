@@ -31,7 +31,7 @@ AGGREGATES = ("mean", "quantile")
 class SelectionConfig:
     eval_every: int = 10  # updates between evaluations (K)
     metric: str = "rolling_sharpe_mean"  # what "best" means
-    window: str = "validation"  # "validation", or "gate" (optimistic: selection sees the final test)
+    split: str = "validation"  # "validation", or "gate" (optimistic: selection sees the final test)
     max_flat_ratio: float = 0.9  # evaluations flatter than this are never selected
     flat_stop_ratio: float = 0.95  # an evaluation counts as flat above this flat ratio ...
     flat_stop_evals: int = 5  # ... and this many flat ones in a row stop the run (0: never stop)
@@ -45,8 +45,8 @@ class SelectionConfig:
             raise ValueError(f"selection.eval_every must be >= 1, got {self.eval_every}")
         if self.metric not in SELECTABLE_METRICS:
             raise ValueError(f"selection.metric {self.metric!r} is not one of {SELECTABLE_METRICS}")
-        if self.window not in ("validation", "gate"):
-            raise ValueError(f"selection.window must be 'validation' or 'gate', got {self.window!r}")
+        if self.split not in ("validation", "gate"):
+            raise ValueError(f"selection.split must be 'validation' or 'gate', got {self.split!r}")
         if isinstance(self.folds, bool) or int(self.folds) != self.folds or self.folds < 1:
             raise ValueError(f"selection.folds must be an integer >= 1, got {self.folds!r}")
         if isinstance(self.embargo, bool) or int(self.embargo) != self.embargo or self.embargo < 0:
@@ -58,7 +58,7 @@ class SelectionConfig:
 
     @property
     def optimistic(self) -> bool:
-        return self.window == "gate"
+        return self.split == "gate"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SelectionConfig":

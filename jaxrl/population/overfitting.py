@@ -37,7 +37,7 @@ def population_overfitting(results: list[dict[str, Any]], periods_per_year: int)
     lengths = {s.size for s in usable.values()}
     if len(usable) >= 2 and len(lengths) == 1 and min(lengths) >= 4:
         pbo = pbo_cscv(np.stack(list(usable.values()), axis=1))
-    window = next((((r.get("record") or {}).get("selection") or {}).get("window") for r in results), None)
+    window = next((((r.get("record") or {}).get("selection") or {}).get("split") for r in results), None)
     members = {label: overfitting_report(s, sharpes, periods_per_year, len(results), pbo, window or "validation")
                for label, s in usable.items()}
     scores = {r["member"]["label"]: ((r.get("record") or {}).get("selection") or {}).get("best_score")

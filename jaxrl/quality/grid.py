@@ -135,9 +135,9 @@ def run_cell(spec: MarketSpec, learner: str, cost_bps: float, size: Size, out_di
     members = [member_outcome(r) for r in result.get("members", [result])]
     market = load_market(market_path, symbol=spec.name.upper(), years=cfg.gate.years, val_years=cfg.gate.val_years,
                          window=cfg.env.window)
-    setup = gate_setup(market, int(cfg.gate.window))
+    setup = gate_setup(market, int(cfg.gate.rolling_window))
     cell = {"recipe": recipe, "market": spec.name, "learner": learner, "cost_bps": cost_bps, "members": members,
-            "market_path": str(market_path), "gate_window": [setup.window.start, setup.window.length],
+            "market_path": str(market_path), "gate_window": [setup.span.start, setup.span.length],
             "planted": spec.planted, "threshold": float(cfg.gate.threshold),
             "timings": result.get("timings"), "overrides": list(overrides)}
     if learner in OFFLINE:

@@ -25,14 +25,14 @@ def after_attempt(cfg: DictConfig, experiment, result: dict[str, Any], params) -
     record["quality"] = classify(record)
     market = experiment.market
     series = result["series"]
-    window = experiment.learner.gate.window
+    window = experiment.learner.gate.span
     if cfg.run.get("plots", True):
         plot_backtest(
             Path(result["out_dir"]), series["dates"], series["strategy_returns"], series["exposures"],
             # the buy-and-hold line: the instrument, or a basket's equal-weight benchmark
             np.asarray(getattr(market, "benchmark_returns", market.arrays.returns))[
                 window.start + 1: window.start + 1 + window.length],
-            float(cfg.gate.threshold), market.periods_per_year, int(cfg.gate.window),
+            float(cfg.gate.threshold), market.periods_per_year, int(cfg.gate.rolling_window),
             title=f"{market.symbol} {cfg.env.name}/{cfg.agent.name} seed {cfg.seed} (gate window)",
         )
     if not cfg.registry.enabled:

@@ -70,7 +70,7 @@ MIN_REWARD_PNL_CORRELATION = 0.3
 NEXT_ACTIONS = {
     "implausible_result": (
         "Audit for look-ahead before anything else: features and policies at bar t must read only bars <= t, the gate "
-        "window must not reach training or checkpoint selection (selection.window=validation), and the same "
+        "window must not reach training or checkpoint selection (selection.split=validation), and the same "
         "candidate should be backtested on another instrument (python -m jaxrl.backtest policy=candidate "
         "policy.id=<id> data=<other>)."
     ),

@@ -105,10 +105,10 @@ def evaluate_synthetic(env: PositionEnv, env_params: PositionParams, policy: Cal
         raise ValueError("evaluate_synthetic needs an env and params with a synthetic bank (synthetic_position_env)")
     synthetic = env_params.synthetic
     start = env.segment_offset
-    length = start + setup.window.length + 1
+    length = start + setup.span.length + 1
     returns, features = sample_market(key, env.bank.generator, synthetic.generator, synthetic.feature_mean,
                                       synthetic.feature_std, int(num_paths), length)
-    path_setup = GateSetup(Window(start, setup.window.length), setup.periods_per_year, setup.rolling_window)
+    path_setup = GateSetup(Window(start, setup.span.length), setup.periods_per_year, setup.rolling_window)
 
     def one(path_returns, path_features):
         params = env_params.replace(returns=path_returns, features=path_features, synthetic=None)
