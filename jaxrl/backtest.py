@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import hydra
 import jax
 import jax.numpy as jnp
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,8 +36,10 @@ from jaxrl.experiment import Experiment, package_versions
 from jaxrl.gate.backtest import GateSetup, Window, evaluate
 from jaxrl.gate.files import gate_series, write_gate_files
 from jaxrl.gate.report import gate_report, gate_setup
+from jaxrl.loggers import console
 from jaxrl.registry import Registry
 from jaxrl.reports.scoreboard import write_scoreboard
+from jaxrl.reports.tearsheet import check_report, wants_tearsheet, write_tearsheet
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "hydra_conf")
 CANDIDATE = "candidate"
@@ -129,6 +132,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
     """
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(dict(cfg))
+    check_report(cfg)  # report=tearsheet without quantstats fails before anything runs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -196,10 +200,18 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
         write_scoreboard(registry)  # baselines are the yardstick on the scoreboard: keep it current
 
     write_gate_files(out_dir, report, series)
-    summary = summarise(report, out_dir)
+    tearsheet = None
+    if wants_tearsheet(cfg):  # report=tearsheet: quantstats HTML of the gate window against buy-and-hold
+        symbol = report["symbol"]
+        benchmark = (f"{symbol} buy-and-hold" if np.ndim(series["asset_returns"]) == 1
+                     else f"{symbol} equal-weight buy-and-hold")
+        tearsheet = write_tearsheet(
+            out_dir, strategy=f"{symbol} {_policy_label(report)}", benchmark=benchmark,
+            title=f"{symbol} {_policy_label(report)}: gate window {report['start']}..{report['end']}",
+            periods_per_year=report["periods_per_year"])
+    summary = summarise(report, out_dir, tearsheet)
     (out_dir / "summary.txt").write_text(summary + "\n")
-    if verbose:
-        print(summary, flush=True)
+    console(verbose)(summary)  # the `jaxrl` logger: Hydra's job log (<run dir>/backtest.log) holds it too
     return report
 
 
@@ -239,7 +251,7 @@ def _policy_label(report: Mapping[str, Any]) -> str:
     return str(report.get("policy"))
 
 
-def summarise(report: Mapping[str, Any], out_dir: str | Path) -> str:
+def summarise(report: Mapping[str, Any], out_dir: str | Path, tearsheet: Path | None = None) -> str:
     verdict = "PASSED" if report["passed"] else "failed"
     lines = [
         f"backtest    {_policy_label(report)} on {report['symbol']} {report['start']}..{report['end']} "
@@ -254,6 +266,8 @@ def summarise(report: Mapping[str, Any], out_dir: str | Path) -> str:
     ]
     if report.get("attempt_id"):
         lines.append(f"registry    attempt {report['attempt_id']} in {report.get('registry')}")
+    if tearsheet is not None:
+        lines.append(f"tear sheet  {tearsheet}")
     return "\n".join(lines)
 
 

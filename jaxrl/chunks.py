@@ -1,12 +1,13 @@
 """Run a compiled learner in chunks of evaluation periods, with progress, logs and resumable checkpoints.
 
-The unit of work is one evaluation period (K updates + one validation backtest). Between chunks Python checks
-that nothing went non-finite (jaxrl.numerics), appends `metrics.jsonl` (one row per update) and
-`evaluations.jsonl` (one row per evaluation), prints progress and saves the whole learner state (parameters,
+The unit of work is one evaluation period (K updates + one validation backtest). Between chunks Python logs
+every row (jaxrl.loggers: `metrics.jsonl`, one row per update, and `evaluations.jsonl`, one row per evaluation,
+plus the trackers of the `logger` group), checks that nothing went non-finite (jaxrl.numerics), reports progress
+and saves the whole learner state (parameters,
 optimiser, environments, keys, selection; jaxrl.resume: orbax CheckpointManager, the last 2 kept, written in the
 background) so that a run killed at any moment resumes and ends exactly as an uninterrupted one would: on resume
-the logs are cut back to the restored state's rows (rewritten atomically), so no row is lost or duplicated. The
-chunk size never changes the result.
+the logs are cut back to the restored state's rows (rewritten atomically), so no row is lost or duplicated (the
+trackers skip or purge the steps they already hold: jaxrl.loggers). The chunk size never changes the result.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jaxrl.checkpoint import write_bytes_atomic
 from jaxrl.compiled import compiled_cache
+from jaxrl.loggers.base import JsonlLogger, MetricLogger, Prefixed
 from jaxrl.numerics import check_chunk
 from jaxrl.resume import PROGRESS_FILE, STATE_DIR, ResumeStore
 
 __all__ = ["EVALUATIONS_FILE", "METRICS_FILE", "PROGRESS_FILE", "STATE_DIR", "json_scalars", "read_jsonl",
            "run_in_chunks"]
+VALIDATION = "validation/"  # a tracker's name for an evaluation's metrics
 METRICS_FILE = "metrics.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
 
@@ -42,25 +44,14 @@ def json_scalars(tree: dict[str, Any], index: int) -> dict[str, float | None]:
     return row
 
 
-def _truncate_jsonl(path: Path, rows: int) -> None:
-    """Keep the first `rows` lines (rows logged after the restored state are replayed on resume). The file is
-    replaced atomically: a kill during the cut leaves the old file, never a shorter one."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    if len(lines) < rows:
-        raise RuntimeError(f"{path}: {len(lines)} rows, but the restored state has logged {rows}: the log was "
-                           "changed outside jaxrl; move it away to resume without it")
-    write_bytes_atomic(path, "".join(lines[:rows]).encode())
-
-
 def _save_state(store: ResumeStore, state: Any, periods_done: int) -> None:
     """Save the state after `periods_done` periods (in the background; see jaxrl.resume)."""
     store.save(periods_done, state)
 
 
 def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | None = None, *,
-                  resume: bool = False, on_chunk: Callable | None = None, state_dir: str | None = None):
+                  resume: bool = False, on_chunk: Callable | None = None, state_dir: str | None = None,
+                  trackers: Callable[[int], MetricLogger | None] | None = None):
     """Run every evaluation period of `learner`, `chunk_updates` updates (rounded to whole periods) per call.
 
     `learner` is a `jaxrl.learner.Learner` (PPO, the offline learners, a `jaxrl.population.Population`): its
@@ -71,6 +62,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
 
     With `out_dir`, logs rows and saves a resumable state after each chunk (in `state_dir`, a directory or a
     gs:// / s3:// URL, default `out_dir/resume`); `resume=True` continues from the newest state that restores. NaN or inf in a chunk raises `jaxrl.numerics.NonFiniteError` before it is saved.
+    `trackers(first_step)` (with `out_dir`) opens the `jaxrl.loggers.MetricLogger` that also receives every row
+    from update `first_step` on (evaluations as `validation/<metric>` at their update); it is closed at the end.
     Returns (state, timings).
     """
     period = learner.selection.eval_every
@@ -84,6 +77,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
     key = learner.init_input(seed)
     place = learner.place_state
     store = ResumeStore(state_dir or out / STATE_DIR) if out is not None else None
+    updates: list[MetricLogger] = []  # what receives each update's row ...
+    evaluations: list[MetricLogger] = []  # ... and each evaluation's
     try:
         state, done = None, 0
         if resume and store is not None:
@@ -95,11 +90,11 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             state = place(init(key))
             if store is not None:
                 store.clear()
-                for name in (METRICS_FILE, EVALUATIONS_FILE):
-                    (out / name).unlink(missing_ok=True)
-        elif out is not None:
-            _truncate_jsonl(out / METRICS_FILE, done * period)
-            _truncate_jsonl(out / EVALUATIONS_FILE, done if state["selection"] is not None else 0)
+        if out is not None:  # the logs are cut back to the rows of the restored state (none for a fresh run)
+            tracker = trackers(done * period + 1) if trackers is not None else None
+            updates = [JsonlLogger(out / METRICS_FILE, done * period), *filter(None, [tracker])]
+            evaluations = [JsonlLogger(out / EVALUATIONS_FILE, done if state["selection"] is not None else 0,
+                                       step_key=None), *([Prefixed(VALIDATION, tracker)] if tracker else [])]
 
         timings = {"compile_s": 0.0, "run_s": 0.0, "resumed_from_period": done}
         while done < total:
@@ -117,16 +112,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             state, metrics, history = compiled[size](state)
             jax.block_until_ready(state)
             timings["run_s"] += time.perf_counter() - t0
-            if out is not None:
-                with open(out / METRICS_FILE, "a") as handle:
-                    for i in range(size * period):
-                        update = (done * period) + i + 1
-                        row = {"update": update, "env_steps": update * learner.steps_per_update}
-                        handle.write(json.dumps({**row, **json_scalars(metrics, i)}) + "\n")
-                if history:
-                    with open(out / EVALUATIONS_FILE, "a") as handle:
-                        for i in range(size):
-                            handle.write(json.dumps(json_scalars(history, i)) + "\n")
+            _log_chunk(updates, evaluations, metrics, history, done, size, period, learner.steps_per_update)
             check_chunk(state, metrics, done * period + 1, (done + size) * period, done * period)
             done += size
             if on_chunk is not None:
@@ -136,8 +122,30 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
         timings["total_s"] = time.perf_counter() - start
         return state, timings
     finally:
+        for logger in updates:  # a tracker is in both lists: closed once
+            logger.close()
+        for logger in evaluations[:1]:
+            logger.close()
         if store is not None:  # the save in flight completes, also when the run is interrupted (not when killed)
             store.close()
+
+
+def _log_chunk(updates: list[MetricLogger], evaluations: list[MetricLogger], metrics, history, done: int, size: int,
+               period: int, steps_per_update: int) -> None:
+    """A chunk's rows in step order (each period's updates, then its evaluation at its last update), then flushed:
+    they are in every sink before the state that follows them is saved."""
+    for p in range(size):
+        for k in range(period):
+            update = (done + p) * period + k + 1
+            row = {"env_steps": update * steps_per_update, **json_scalars(metrics, p * period + k)}
+            for logger in updates:
+                logger.log(update, row)
+        if history:
+            row = json_scalars(history, p)
+            for logger in evaluations:
+                logger.log((done + p + 1) * period, row)
+    for logger in updates + evaluations[:1]:
+        logger.flush()
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

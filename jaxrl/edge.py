@@ -29,7 +29,8 @@ from jaxrl.errors import UserError
 AGENT_DIR = PROJECT_ROOT / "hydra_conf" / "agent"
 # Run bookkeeping: where and how a run is written, never what it trains. Everything else is the recipe.
 # `sweep` too: a population member's record carries its swept values where a single run reads them (agent.*, env.*).
-BOOKKEEPING = ("run", "registry", "notify", "hydra", "compilation_cache", "agent_overrides", "grid", "combos", "sweep")
+BOOKKEEPING = ("run", "registry", "notify", "hydra", "compilation_cache", "agent_overrides", "grid", "combos", "sweep",
+               "logger", "report")  # logger, report: where results are reported
 TRADING_ENVS = ("position", "portfolio", "exit", "funding")
 NAME_LIMIT = 80
 

@@ -35,8 +35,10 @@ from jaxrl.gate.selection import SelectionConfig
 from jaxrl.networks import torso_spec
 from jaxrl.learner import Learner
 from jaxrl.learner_registry import LearnerContext, learner_entry, registered_learners
+from jaxrl.loggers import Trackers, console
 from jaxrl.offline import oracle_notice
 from jaxrl.progress import progress_printer, work_units
+from jaxrl.reports.tearsheet import wants_tearsheet, write_tearsheet
 from jaxrl.runlock import run_lock
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
 
@@ -127,7 +129,8 @@ def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
     saved = out_dir / "config.yaml"
     if cfg.run.get("resume", False) and saved.exists() and \
             _without_run(saved.read_text()) != _without_run(config_text):
-        raise UserError(f"{saved}: resuming needs the same config as the interrupted run (only run.* may differ)")
+        raise UserError(f"{saved}: resuming needs the same config as the interrupted run (only run.*, logger and "
+                        "report may differ)")
     saved.write_text(config_text)
     return out_dir
 
@@ -135,17 +138,18 @@ def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
 def run_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Train one configuration, gate it, write the run directory and record the attempt. Returns a dict with
     `gate`, `record`, ... (`jaxrl.run.run_experiment` dispatches populations to `jaxrl.population.run`)."""
-    with run_lock(out_dir, say=print if verbose else (lambda *a, **k: None)):  # one writer per run directory
-        return _train_single(cfg, out_dir, verbose=verbose)
+    say = console(verbose)  # the `jaxrl` logger: Hydra's job log (<run dir>/train.log) holds it too
+    with run_lock(out_dir, say=say):  # one writer per run directory
+        return _train_single(cfg, out_dir, say)
 
 
-def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dict[str, Any]:
+def _train_single(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
+    trackers = Trackers(cfg, out_dir, resume=resume)  # a chosen tracker's missing library fails before training
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
     period = learner.selection.eval_every
-    say = print if verbose else (lambda *a, **k: None)
     validating = f"validation every {period} updates, " if market is not None else "no validation (no market data), "
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
         f"{learner.num_updates} updates x {work_units(learner)}, {validating}on {jax.devices()[0].platform}")
@@ -155,8 +159,10 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool) -> dic
 
     on_chunk = progress_printer(learner, say)
 
+    config = OmegaConf.to_container(cfg, resolve=True)
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
-                                   on_chunk=on_chunk, state_dir=cfg.run.get("resume_dir"))
+                                   on_chunk=on_chunk, state_dir=cfg.run.get("resume_dir"),
+                                   trackers=lambda first: trackers.open(first, [(None, config)]))
     params = learner.chosen_params(state)
     evaluated = jax.jit(learner.evaluate_gate)(params) if market is not None else None
     result = finish_attempt(cfg, experiment, out_dir, params, state["selection"], evaluated,
@@ -256,6 +262,12 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
         record["gate"] = report
         series = gate_series(market, learner.gate.span, evaluated["exposures"], evaluated["returns"])
         write_gate_files(out_dir, report, series)
+        if wants_tearsheet(cfg):  # report=tearsheet: quantstats HTML of the gate window against buy-and-hold
+            result["tearsheet"] = str(write_tearsheet(
+                out_dir, strategy=f"{market.symbol} {cfg.env.name}/{cfg.agent.name} seed {seed}",
+                benchmark=_buy_and_hold(market.symbol, series["asset_returns"]),
+                title=f"{market.symbol} {cfg.env.name}/{cfg.agent.name} seed {seed}: gate window "
+                      f"{report['start']}..{report['end']}", periods_per_year=market.periods_per_year))
         result["gate"] = report
         result["series"] = {key: series[key] for key in ("dates", "exposures", "strategy_returns")}
 
@@ -270,13 +282,19 @@ def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, param
     return result
 
 
+def _buy_and_hold(symbol: str, asset_returns) -> str:
+    return f"{symbol} buy-and-hold" if np.ndim(asset_returns) == 1 else f"{symbol} equal-weight buy-and-hold"
+
+
 def _median(values) -> float:
     return float(np.median(np.asarray(values)))
 
 
 def _without_run(config_text: str) -> dict:
+    """A config minus what may change on resume: `run`, and where results are reported (`logger`, `report`)."""
     config = OmegaConf.to_container(OmegaConf.create(config_text))
-    config.pop("run", None)
+    for key in ("run", "logger", "report"):
+        config.pop(key, None)
     return config
 
 
@@ -310,6 +328,8 @@ def summarise(cfg: DictConfig, result: dict[str, Any]) -> str:
     ]
     lines += honest_lines(gate)
     lines += pooled_lines(gate)
+    if result.get("tearsheet"):
+        lines.append(f"tear sheet  {result['tearsheet']}")
     if selection.get("stopped"):
         lines.append(f"early stop  at update {selection['stop_update']}: {selection['stop_reason']}")
     if (gate.get("diagnostics") or {}).get("summary"):

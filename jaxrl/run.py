@@ -12,6 +12,7 @@ from jaxrl.config import validate_config
 from jaxrl.experiment import run_single
 from jaxrl.population import is_population
 from jaxrl.population.run import run_population
+from jaxrl.reports.tearsheet import check_report
 
 
 def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     list, trains a population (each member judged like a single run); else one run. Returns a dict with `gate`,
     `record`, ..."""
     validate_config(cfg)  # a bad type, range or key fails here, before any data is read or anything compiled
+    check_report(cfg)  # report=tearsheet without quantstats, too
     if is_population(cfg):
         return run_population(cfg, out_dir, verbose=verbose)
     return run_single(cfg, out_dir, verbose=verbose)

@@ -10,8 +10,9 @@ import pytest
 from helpers import tiny_config
 
 from jaxrl.agents.ppo import PPO
-from jaxrl.chunks import _truncate_jsonl, read_jsonl, run_in_chunks
+from jaxrl.chunks import read_jsonl, run_in_chunks
 from jaxrl.experiment import Experiment
+from jaxrl.loggers import JsonlLogger
 from jaxrl.run import run_experiment
 from jaxrl.numerics import NonFiniteError, check_chunk, first_non_finite_metric
 from jaxrl.registry import Registry
@@ -120,7 +121,7 @@ def test_a_nan_in_training_stops_the_run_names_it_and_registers_nothing(tmp_path
 def test_a_log_shorter_than_the_restored_state_is_refused(tmp_path):
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"update": 1}\n{"update": 2}\n')
-    _truncate_jsonl(log, 1)
+    JsonlLogger(log, 1).close()
     assert log.read_text() == '{"update": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
     with pytest.raises(RuntimeError, match=r"metrics.jsonl: 1 rows, but the restored state has logged 4"):
-        _truncate_jsonl(log, 4)
+        JsonlLogger(log, 4)

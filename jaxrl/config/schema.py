@@ -50,6 +50,15 @@ GROUPS: dict[str, dict[str, Rule]] = {
                 "z_scale": POS, "assign": STR, "components": Rule("list"), "allow_oracle": BOOL,
                 "oracle_fraction": PROB},
     "sweep": {},  # open: the population builder names the sweepable settings (jaxrl.population)
+    "report": {"name": ONE_OF("none", "tearsheet")},
+}
+# The `logger` group: each chosen tracker is a block of its own settings (hydra_conf/logger/, jaxrl.loggers).
+LOGGERS: dict[str, dict[str, Rule]] = {
+    "jsonl": {},
+    "tensorboard": {"dir": STR.nullable_()},
+    "wandb": {"project": STR, "entity": STR.nullable_(), "mode": ONE_OF("online", "offline", "disabled").nullable_(),
+              "group": STR.nullable_(), "tags": Rule("list"), "dir": STR.nullable_()},
+    "mlflow": {"tracking_uri": STR.nullable_(), "experiment": STR},
 }
 OPEN_GROUPS = ("sweep",)
 
@@ -178,7 +187,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     config.pop("hydra", None)
     selection = field_rules(SelectionConfig)
-    groups = {**GROUPS, **{group: None for group in VARIANTS},
+    groups = {**GROUPS, **{group: None for group in VARIANTS}, "logger": {name: Rule("dict") for name in LOGGERS},
               "selection": {key: RANGES["selection"].get(key, rule) for key, rule in selection.items()}}
     known_top = {**TOP, **{group: Rule("dict") for group in groups}}
     for key in config:
@@ -206,6 +215,8 @@ def validate_config(cfg: DictConfig | Mapping[str, Any]) -> None:
             _check_keys(group, values, rules, f"{group} {name!r}")
         else:
             _check_keys(group, values, rules, group)
+    for name, values in (config.get("logger") or {}).items():  # each chosen tracker's own settings
+        _check_keys(f"logger.{name}", values or {}, LOGGERS[name], f"logger {name!r}")
     _cross_checks(config)
 
 

@@ -41,3 +41,17 @@ def write_gate_files(out_dir: str | Path, report: Mapping[str, Any], series: Map
                         for key, value in series.items()})
     write_bytes_atomic(out_dir / SERIES_FILE, buffer.getvalue())
     write_bytes_atomic(out_dir / GATE_FILE, json.dumps(report, indent=2, default=str).encode())
+
+
+def read_gate_series(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a `gate_series.npz` (`dates` as strings), refusing a file without the fields written above."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (written by a training run or a backtest)")
+    with np.load(path) as saved:
+        series = {key: saved[key] for key in saved.files}
+    missing = [key for key in ("dates", "exposures", "strategy_returns", "asset_returns") if key not in series]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}; a gate_series.npz holds dates, exposures, "
+                         f"strategy_returns and asset_returns")
+    return series

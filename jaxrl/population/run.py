@@ -34,6 +34,7 @@ from jaxrl.compiled import compiled_once, share_compiled
 from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
 from jaxrl.gate.files import GATE_FILE
 from jaxrl.gate.overfitting import sharpe_per_period
+from jaxrl.loggers import Trackers, console
 from jaxrl.progress import progress_printer, total_rate, work_units
 from jaxrl.population.learner import Population, check_memory, member_mesh, members_gate
 from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, member_config, member_inputs,
@@ -63,7 +64,7 @@ def member_slice(rows: list[dict[str, Any]], index: int) -> list[dict[str, Any]]
 def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Train every member of the population; returns the population summary with `gate` = the median member's
     gate value (what a Hydra sweeper optimises) and `members` = each member's result."""
-    say = print if verbose else (lambda *a, **k: None)
+    say = console(verbose)  # the `jaxrl` logger: Hydra's job log (<run dir>/train.log) holds it too
     with run_lock(out_dir, say=say):  # one writer per run directory
         return _run_population(cfg, out_dir, say)
 
@@ -71,6 +72,7 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
 def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
+    trackers = Trackers(cfg, out_dir, resume=resume)  # one tracker run per member, grouped (jaxrl.loggers)
     members = population_members(cfg)
     experiment = Experiment.from_config(cfg)
     learner = experiment.learner
@@ -112,9 +114,11 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
                 f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:,.1f} MiB) "
                 f"of {estimate['limit_bytes'] / 2**30:,.1f} GiB ({estimate['limit_source']})")
         remote = cfg.run.get("resume_dir")
+        runs = [(m.label, OmegaConf.to_container(member_config(cfg, m), resolve=True)) for m in group]
         state, timings = run_in_chunks(population, int(cfg.seed), cfg.run.chunk_updates, group_dir, resume=resume,
                                        on_chunk=progress_printer(learner, say, members=population.size),
-                                       state_dir=f"{str(remote).rstrip('/')}/{group_dir.name}" if remote else None)
+                                       state_dir=f"{str(remote).rstrip('/')}/{group_dir.name}" if remote else None,
+                                       trackers=lambda first, runs=runs: trackers.open(first, runs))
         for name in ("compile_s", "run_s"):
             timings_all[name] += timings[name]
         results += _finish_group(cfg, experiment, population, state, group, group_dir, out_dir, timings)
