@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from helpers import tiny_config
 
+from jaxrl.config.rules import ConfigError
+from jaxrl.config.schema import validate_config
 from jaxrl.data import DataError, SanityLimits, load_market
 from jaxrl.data.bars import parse_bar, periods_per_year
 from jaxrl.data.loader import read_series
@@ -209,6 +211,19 @@ def test_bar_sizes_and_periods_per_year():
     with pytest.raises(DataError, match=r"data.bar=1h with asset_class=tradefi needs data.periods_per_year.*1764"):
         periods_per_year(parse_bar("1h"), "tradefi")
     assert periods_per_year(parse_bar("1h"), "tradefi", 1764) == 1764
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.bar=7m", "data.bar='7m': bars longer than a day or not dividing a day are not supported"),
+    ("data.format=excel", "data.format='excel': must be one of ['auto', 'csv', 'yfinance', 'ccxt', 'binance'"),
+    ("data.periods_per_year=0", "data.periods_per_year=0: must be an integer >= 1 or null"),
+    ("data.max_gap_bars=0", "data.max_gap_bars=0: must be a finite number > 0 or null"),
+])
+def test_data_settings_are_checked_at_start_up(override, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config(tiny_config(override))
+    assert message in str(err.value)
+    validate_config(tiny_config("data.bar=15m", "data.format=binance", "data.periods_per_year=1764"))
 
 
 def test_a_missing_hour_is_a_gap(tmp_path):
