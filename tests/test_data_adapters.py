@@ -80,6 +80,10 @@ def test_header_variants_load_the_same(tmp_path, expected):
         "futures_binance.csv": ("open_time,open,high,low,close,volume,close_time,quote_volume,count,"
                                 "taker_buy_volume,taker_buy_quote_volume,ignore\n" + "\n".join(binance), "binance"),
         "ticker_first.csv": ("\n".join([yf[1], yf[0], *yf[2:]]), "yfinance"),  # group_by='ticker'
+        # a ccxt frame whose timestamps were turned into dates, saved with pandas' index column
+        "ccxt_dates.csv": (",timestamp,open,high,low,close,volume\n" + "\n".join(
+            f"{i},{pd.Timestamp(int(r.split(',')[0]), unit='ms', tz='UTC')},{r.split(',', 1)[1]}"
+            for i, r in enumerate(ccxt[1:])), "ccxt"),
     }
     for name, (text, fmt) in variants.items():
         series = read_series(write(tmp_path, name, text + "\n"), bar="1h")

@@ -197,7 +197,8 @@ def _epoch_table(name: str, width: int, time_name: str, rows, path) -> RawBars:
         times, closes = _body(rows, 0, (0, CLOSE_INDEX), path)
         return RawBars(name, times, closes, epoch=True, first_line=1)
     times, closes = _body(rows, 1, (_find(first, time_name, path), _find(first, "close", path)), path)
-    return RawBars(name, times, closes, epoch=True)
+    # A header names the columns: a time column already turned into dates by the writer is read as dates.
+    return RawBars(name, times, closes, epoch=_is_number(str(times.iloc[0]).strip()))
 
 
 def _ccxt(rows, path, date_column, close_column, symbol) -> RawBars:
