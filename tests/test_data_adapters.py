@@ -103,6 +103,19 @@ def test_yfinance_parquet_with_price_ticker_columns(tmp_path, expected):
     np.testing.assert_array_equal(series.closes, expected[1])
 
 
+def test_daily_parquet_with_a_datetime_index_loads_like_the_csv(tmp_path):
+    """What `yf.download('SPY', multi_level_index=False).to_parquet(...)` leaves: no Date column, a DatetimeIndex."""
+    pytest.importorskip("pyarrow")
+    frame = pd.read_csv(DATA_DIR / "SPY_daily.csv", index_col="Date", parse_dates=["Date"])
+    path = tmp_path / "spy.parquet"
+    frame.to_parquet(path)
+    assert "Date" not in pd.read_parquet(path).columns
+    parquet, csv = read_series(path), read_series(DATA_DIR / "SPY_daily.csv")
+    assert parquet.format == "parquet"
+    np.testing.assert_array_equal(parquet.times, csv.times)
+    np.testing.assert_array_equal(parquet.closes, csv.closes)
+
+
 # ---- daily yfinance: several tickers, the flat form, offsets ---------------------------------------------------
 @pytest.mark.parametrize("ticker", ["SPY", "QQQ"])
 def test_yfinance_daily_two_tickers_match_the_shipped_files(ticker):
