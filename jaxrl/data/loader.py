@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from flax import struct
 
-from jaxrl.data.bars import PERIODS_PER_YEAR, Bar, format_seconds, modal_step, parse_bar, periods_per_year
+from jaxrl.data.bars import (DAY_SECONDS, PERIODS_PER_YEAR, Bar, format_seconds, modal_step, parse_bar,
+                             periods_per_year)
 from jaxrl.data.errors import DataError
 from jaxrl.data.features import FEATURE_LOOKBACK, FEATURE_NAMES, causal_features, fit_normalisation, normalise
 from jaxrl.data.formats import RawBars, epoch_to_datetime, read_raw
@@ -209,7 +210,7 @@ def _check_intraday_steps(times: np.ndarray, steps: np.ndarray, raw: RawBars, pa
     if len(times) > 2 and step != bar.seconds:
         raise DataError(f"{path}: the rows are mostly {format_seconds(step)} apart, not data.bar={bar.text}; set "
                         f"data.bar to the file's bar size" + (" (data.bar=1d for daily bars)"
-                                                                if step >= 86_400 else ""))
+                                                                if step >= DAY_SECONDS else ""))
     short = np.flatnonzero(steps < bar.seconds)
     if short.size:
         row = int(short[0]) + 1
