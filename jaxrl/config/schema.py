@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.agents.ppo import PPOConfig
 from jaxrl.config.rules import (ANY, BOOL, COUNT, DISCOUNT, INT, NONNEG, NUM, ONE_OF, POS, PROB, STR, ConfigError,
                                 Rule, field_rules)
+from jaxrl.data.bars import parse_bar
+from jaxrl.data.errors import DataError
 from jaxrl.envs.registry import env_entry
 from jaxrl.gate.selection import SELECTABLE_METRICS, SelectionConfig
 from jaxrl.learner_registry import learner_entry
@@ -42,7 +44,9 @@ GROUPS: dict[str, dict[str, Rule]] = {
              "synthetic_paths": COUNT, "kind": ONE_OF("single", "basket"), "instruments": Rule("list"),
              "pool": Rule("list"),
              "allow_gaps": BOOL, "allow_outliers": BOOL, "max_gap_days": POS.nullable_(),
-             "bad_tick_return": POS.nullable_()},
+             "bad_tick_return": POS.nullable_(), "max_gap_bars": POS.nullable_(), "bar": STR,
+             "format": ONE_OF("auto", "csv", "yfinance", "ccxt", "binance", "parquet"),
+             "periods_per_year": INT(ge=1).nullable_()},
     "registry": {"root": STR, "enabled": BOOL},
     "notify": {"webhook_url": STR.nullable_()},
     "labeler": {"name": STR, "num_envs": COUNT, "num_steps": COUNT, "seed": INT(ge=0).nullable_(),
@@ -180,6 +184,11 @@ def _cross_checks(config: Mapping[str, Any]) -> None:
     data = config.get("data") or {}
     if data.get("kind") == "basket" and not data.get("instruments"):
         raise ConfigError("data.instruments: a basket (data.kind=basket) needs a non-empty list of {symbol, path}")
+    if isinstance(data.get("bar"), str):
+        try:
+            parse_bar(data["bar"])
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def validate_config(cfg: DictConfig | Mapping[str, Any]) -> None:

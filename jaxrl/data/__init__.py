@@ -1,4 +1,5 @@
-"""CSV/parquet -> market arrays: strict loading, causal features, train | validation | gate split."""
+"""Vendor files (CSV / parquet, jaxrl.data.formats) -> market arrays: strict loading, bar sizes, causal features,
+train | validation | gate split."""
 
 from jaxrl.data.loader import (
     PERIODS_PER_YEAR,
@@ -8,7 +9,9 @@ from jaxrl.data.loader import (
     Split,
     file_sha256,
     load_market,
+    read_series,
 )
 from jaxrl.data.sanity import SanityLimits
 
-__all__ = ["PERIODS_PER_YEAR", "DataError", "MarketArrays", "MarketData", "SanityLimits", "Split", "file_sha256", "load_market"]
+__all__ = ["PERIODS_PER_YEAR", "DataError", "MarketArrays", "MarketData", "SanityLimits", "Split", "file_sha256", "load_market",
+           "read_series"]

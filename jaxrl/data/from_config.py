@@ -46,16 +46,20 @@ def load_data(cfg: DictConfig) -> MarketData:
                          "data= out for the shipped basket (data=basket), or use another data config with kind: basket")
 
     def load(block) -> MarketData:
+        asset_class = block.get("asset_class", "tradefi")
         return load_market(
             resolve_data_path(block["path"]),
             symbol=block.get("symbol"),
-            asset_class=block.get("asset_class", "tradefi"),
+            asset_class=asset_class,
             years=cfg.gate.years,
             val_years=cfg.gate.val_years,
             window=cfg.env.window,
             date_column=block.get("date_column", "Date"),
             close_column=block.get("close_column", "Close"), **folds,
-            sanity=SanityLimits.for_asset_class(block.get("asset_class", "tradefi"), block),
+            sanity=SanityLimits.for_asset_class(asset_class, block),
+            format=block.get("format", "auto"),
+            bar=block.get("bar", "1d"),
+            periods=block.get("periods_per_year"),
         )
 
     data = OmegaConf.to_container(cfg.data, resolve=True)

@@ -20,33 +20,17 @@ import numpy as np
 from flax import struct
 
 from jaxrl.data.features import FEATURE_LOOKBACK, FEATURE_NAMES, causal_features, fit_normalisation, normalise
-from jaxrl.data.loader import (
-    PERIODS_PER_YEAR,
-    DataError,
-    Split,
-    _find_column,
-    _parse_closes,
-    _parse_dates,
-    _read_table,
-    compute_split,
-    file_sha256,
-)
+from jaxrl.data.bars import parse_bar, periods_per_year
+from jaxrl.data.loader import DataError, Split, compute_split, file_sha256, read_series
 from jaxrl.data.sanity import SanityLimits, calendar_gaps, check_series, merge_reports
 
 
-def read_closes(path: str | Path, date_column: str = "Date", close_column: str = "Close"):
+def read_closes(path: str | Path, date_column: str = "Date", close_column: str = "Close", *, format: str = "auto",
+                bar: str = "1d", symbol: str | None = None):
     """(dates, closes) of one file after the loader's strict per-row checks (no split, no features)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    frame = _read_table(path)
-    date_col = _find_column(frame, date_column, path)
-    close_col = _find_column(frame, close_column, path)
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows")
-    days = _parse_dates(frame[date_col], path)
-    closes = _parse_closes(frame[close_col], days, path)
-    return days, closes
+    series = read_series(path, format=format, bar=bar, date_column=date_column, close_column=close_column,
+                         symbol=symbol)
+    return series.times, series.closes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +73,7 @@ class MarketBasket:
     sha256s: tuple[str, ...]
     asset_class: str
     periods_per_year: int
-    dates: np.ndarray  # (T,) datetime64[D], the common calendar
+    dates: np.ndarray  # (T,) datetime64[D] (datetime64[s] for intraday bars), the common calendar
     arrays: BasketArrays
     split: Split
     feature_names: tuple[str, ...]
@@ -141,11 +125,13 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
                 years: float = 5, val_years: float = 1, window: int = 32, *, min_train_bars: int = 252,
                 date_column: str = "Date", close_column: str = "Close",
                 say: Callable[[str], None] | None = print, folds: int = 1, embargo: int = 0,
-                sanity: SanityLimits | None = None) -> MarketBasket:
+                sanity: SanityLimits | None = None, formats: str | Sequence[str] = "auto", bar: str = "1d",
+                periods: int | None = None) -> MarketBasket:
     """Load N files, inner-join them on dates and build (T, N) returns and (T, N, F) features with one split.
 
     `say` receives the join report's summary (pass None for silence); the report is also kept on `result.join`.
     `sanity`: gap and bad-tick limits (jaxrl.data.sanity), checked on every file and on the common calendar.
+    `formats`: one data.format for all files or one per file; `bar`, `periods`: as for `load_market`.
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -157,11 +143,11 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
         raise DataError(f"{len(paths)} files need {len(paths)} symbols, got {symbols}")
     if len(set(symbols)) != len(symbols):
         raise DataError(f"basket symbols must be distinct, got {symbols}")
-    if asset_class not in PERIODS_PER_YEAR:
-        raise DataError(f"{paths[0]}: unknown asset_class {asset_class!r}; expected one of {sorted(PERIODS_PER_YEAR)}")
-
-    loaded = [read_closes(p, date_column, close_column) for p in paths]
-    sanity = sanity or SanityLimits.for_asset_class(asset_class)
+    per_year = periods_per_year(parse_bar(bar), asset_class, periods, str(paths[0]))
+    formats = [formats] * len(paths) if isinstance(formats, str) else list(formats)
+    loaded = [read_closes(p, date_column, close_column, format=f, bar=bar, symbol=s)
+              for p, f, s in zip(paths, formats, symbols)]
+    sanity = sanity or SanityLimits.for_asset_class(asset_class, bar=bar)
     reports = {str(p): check_series(p, days, closes, sanity) for p, (days, closes) in zip(paths, loaded)}
     common, rows = inner_join([days for days, _ in loaded])
     dropped = [len(days) - len(common) for days, _ in loaded]
@@ -180,7 +166,7 @@ def load_basket(paths: Sequence[str | Path], symbols: Sequence[str] | None = Non
     reports[joined] = check_series(joined, common, None, sanity)  # gaps the join itself opens
 
     closes = np.stack([c[r] for (_, c), r in zip(loaded, rows)], axis=1)  # (T, N) float64
-    periods = PERIODS_PER_YEAR[asset_class]
+    periods = per_year
     warmup = FEATURE_LOOKBACK + window - 1
     split = compute_split(len(common), periods, years, val_years, warmup, min_train_bars,
                           f"{label} (inner join: {len(common)} common dates)", folds, embargo)
@@ -229,4 +215,6 @@ def basket_from_config(data_cfg, years: float, val_years: float, window: int, re
         close_column=str(data_cfg.get("close_column", "Close")),
         say=say, folds=folds, embargo=embargo,
         sanity=SanityLimits.for_asset_class(str(data_cfg.get("asset_class", "tradefi")), data_cfg),
+        formats=[str(item.get("format") or data_cfg.get("format", "auto")) for item in instruments],
+        bar=str(data_cfg.get("bar", "1d")), periods=data_cfg.get("periods_per_year"),
     )
