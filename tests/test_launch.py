@@ -9,10 +9,13 @@ import shutil
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from jaxrl.experiment import PROJECT_ROOT
 
@@ -292,30 +295,77 @@ def test_sky_task_from_yaml_when_skypilot_is_installed(tmp_path):
         assert task.name == config["name"]
 
 
-# ---- Hydra launchers -------------------------------------------------------------------------------------------------
-def test_hydra_launcher_configs_name_the_plugins_and_the_jax_memory_settings():
-    slurm = yaml.safe_load((CONF / "hydra" / "launcher" / "submitit_slurm.yaml").read_text())
-    assert slurm["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+# ---- Hydra launchers and sweeper -------------------------------------------------------------------------------------
+# Each composes the plugin's own config (its schema and defaults) and sets only what jaxrl needs on top. A file named
+# like the plugin's config would be validated against its schema by name: a deprecation warning on every run (or, for
+# the Optuna sweeper, whose schema has a defaults list, an error).
+PLUGIN_CONFIGS = {  # option -> (group, the plugin's config it composes, plugin module, its class)
+    "slurm_gpu": ("launcher", "submitit_slurm", "hydra_plugins.hydra_submitit_launcher", "SlurmLauncher"),
+    "ray_gpu": ("launcher", "ray", "hydra_plugins.hydra_ray_launcher", "RayLauncher"),
+    "optuna_gate": ("sweeper", "optuna", "hydra_plugins.hydra_optuna_sweeper", "OptunaSweeper"),
+}
+
+
+def compose_without_warnings(config_dir, overrides):
+    """The training config with its hydra node, every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def test_hydra_launcher_configs_set_one_gpu_per_job_and_the_jax_memory_settings():
+    slurm = yaml.safe_load((CONF / "hydra" / "launcher" / "slurm_gpu.yaml").read_text())
+    assert slurm["defaults"] == ["submitit_slurm", "_self_"] and "_target_" not in slurm
     assert slurm["gpus_per_node"] == 1 and slurm["tasks_per_node"] == 1 and isinstance(slurm["timeout_min"], int)
-    assert slurm["partition"] == "???" and "submitit_folder" in slurm  # a placeholder the user must fill
     setup = slurm["setup"]
     assert "export XLA_PYTHON_CLIENT_PREALLOCATE=false" in setup
     assert any(re.fullmatch(r"export XLA_PYTHON_CLIENT_MEM_FRACTION=0?\.\d+", line) for line in setup)
 
-    ray = yaml.safe_load((CONF / "hydra" / "launcher" / "ray.yaml").read_text())
-    assert ray["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    ray = yaml.safe_load((CONF / "hydra" / "launcher" / "ray_gpu.yaml").read_text())
+    assert ray["defaults"] == ["ray", "_self_"] and "_target_" not in ray
     remote = ray["ray"]["remote"]
     assert remote["num_gpus"] == 1 and "address" in ray["ray"]["init"]
     env_vars = remote["runtime_env"]["env_vars"]
     assert env_vars["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert 0 < float(env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"]) <= 1
     assert all(isinstance(v, str) for v in env_vars.values())  # process environments are strings
+    for name, (group, base, _, _) in PLUGIN_CONFIGS.items():  # none shadows the plugin's own config by name
+        assert not (CONF / "hydra" / group / f"{base}.yaml").exists()
+        assert (CONF / "hydra" / group / f"{name}.yaml").exists()
 
-    # Hydra finds them as hydra/launcher options of the training config (the plugins are not needed to compose).
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for option, target in (("submitit_slurm", slurm["_target_"]), ("ray", ray["_target_"])):
-            cfg = compose(config_name="config", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
-            assert cfg.hydra.launcher._target_ == target
+
+@pytest.mark.parametrize("option", sorted(PLUGIN_CONFIGS))
+def test_plugin_config_composes_onto_the_plugins_schema_without_a_warning(option):
+    group, base, module, cls = PLUGIN_CONFIGS[option]
+    pytest.importorskip(module)
+    cfg = compose_without_warnings(CONF, [f"hydra/{group}={option}"])
+    node = cfg.hydra[group]
+    assert node._target_.endswith(f".{cls}")
+    ours = yaml.safe_load((CONF / "hydra" / group / f"{option}.yaml").read_text())
+    for key, value in ours.items():  # what we set wins over the plugin's defaults
+        if key != "defaults" and not isinstance(value, dict):
+            assert OmegaConf.to_container(node)[key] == value, key
+    if group == "launcher":  # the plugin's class takes every field (instantiating submits nothing)
+        launcher = instantiate(node)
+        assert type(launcher).__name__ == cls
+    if option == "slurm_gpu":  # fields we leave out keep the plugin's defaults (and are passed to submitit)
+        assert node.stderr_to_stdout is False and node.qos is None and node.partition is None
+    if option == "optuna_gate":
+        assert node.direction == "maximize" and node.study_name == "jaxrl" and node.sampler._target_.endswith("TPESampler")
+
+
+@pytest.mark.parametrize("option", sorted(PLUGIN_CONFIGS))
+def test_a_config_named_like_the_plugins_own_would_warn_or_fail(option, tmp_path):
+    """What the check above guards against: the pre-fix layout (a file named like the plugin's config)."""
+    group, base, module, _ = PLUGIN_CONFIGS[option]
+    pytest.importorskip(module)
+    shutil.copytree(CONF, tmp_path / "conf")
+    (tmp_path / "conf" / "hydra" / group / f"{base}.yaml").write_text("n_jobs: 1\n" if group == "sweeper" else
+                                                                      "timeout_min: 5\n" if base != "ray" else
+                                                                      "ray: {init: {address: null}}\n")
+    with pytest.raises(Exception, match="validated against ConfigStore schema with the same name"):
+        compose_without_warnings(tmp_path / "conf", [f"hydra/{group}={base}"])
 
 
 # ---- launch/vast.sh ----------------------------------------------------------------------------------------------
