@@ -124,6 +124,11 @@ def test_search_refuses_sweep_lists_and_a_validation_objective_without_market_da
         batches.run_search(search_config(*base, "env=cartpole", tiny=[]), prepare_config, verbose=False)
     with pytest.raises(UserError, match="search.objective='best': expected one of validation, gate"):
         batches.run_search(search_config(*base, "search.objective=best"), prepare_config, verbose=False)
+    cfg = search_config(*base)
+    study = batches.open_study(batches.SearchSettings.from_config(cfg.search))
+    study.set_user_attr("recipe", "0123456789ab")  # a study of another training config in the same place
+    with pytest.raises(UserError, match="study 'jaxrl' was run with a different training config"):
+        batches.run_search(cfg, prepare_config, verbose=False)
 
 
 def test_search_trains_a_batch_of_8_trials_in_one_compile_and_resumes_an_interrupted_batch(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ then asked until the study holds `search.trials` finished trials, so a larger `s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -44,6 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.config import validate_config
+from jaxrl.edge import recipe_of_config
 from jaxrl.envs import is_trading_env
 from jaxrl.errors import UserError
 from jaxrl.gate.overfitting import spearman
@@ -143,6 +145,17 @@ def open_study(settings: SearchSettings) -> optuna.Study:
     return study
 
 
+def check_recipe(study: optuna.Study, recipe: str, settings: SearchSettings) -> None:
+    """One study, one training config (its recipe: the config minus bookkeeping, plus the data file's hash): a
+    re-run with other data or settings would mix trials of two experiments in one ranking."""
+    stored = study.user_attrs.get("recipe")
+    if stored is None:
+        study.set_user_attr("recipe", recipe)
+    elif stored != recipe:
+        raise UserError(f"{settings.directory / 'optuna.db'}: study {settings.study_name!r} was run with a different "
+                        f"training config (recipe {stored}, now {recipe}); give this one its own search.study_name")
+
+
 def run_search(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], *, verbose: bool = True
                ) -> dict[str, Any]:
     """Resume unfinished batches, then ask, train and tell batches until the study holds `search.trials`
@@ -157,6 +170,7 @@ def run_search(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], *, 
     settings.directory.mkdir(parents=True, exist_ok=True)
     with run_lock(settings.directory, say=say):
         study = open_study(settings)
+        check_recipe(study, recipe_of_config(train), settings)
         say(f"jaxrl search: study {settings.study_name!r} in {settings.directory / 'optuna.db'}, maximising "
             f"{settings.objective}; {len(study.trials)} trials so far, target {settings.trials}")
         if settings.objective == "gate":
@@ -190,7 +204,7 @@ def run_search(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], *, 
 
 def _train_and_tell(study: optuna.Study, settings: SearchSettings, train: DictConfig, index: int,
                     trials: list[dict[str, Any]], seeds: int, *, resume: bool, verbose: bool) -> None:
-    batch_cfg = train.copy()
+    batch_cfg = copy.deepcopy(train)
     batch_cfg.run.resume = resume
     result = run_population(batch_cfg, _batch_dir(settings, index), verbose=verbose,
                             members=trial_members(trials, int(train.seed), seeds))
