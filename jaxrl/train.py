@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hydra
@@ -38,10 +39,16 @@ def main(cfg: DictConfig) -> float | None:
         prepare_config(cfg)
         enable_compilation_cache(cfg.get("compilation_cache"))
         result = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
-    # What a sweeper (e.g. Optuna) maximises: the gate value, else (no gate) the training return.
-    if result["gate"] is not None:
-        return result["gate"]["rolling_sharpe_mean"]
-    return result["final"].get("episode_return")
+    return sweep_objective(result)
+
+
+def sweep_objective(result: dict) -> float | None:
+    """What a Hydra sweeper (hydra/sweeper=optuna_gate) maximises: the gate value (a population's median member),
+    else (no market data) the final training return. None when it is missing or not finite: the Optuna sweeper
+    then records a failed trial, which its sampler leaves out, instead of a number that would steer it."""
+    value = result["gate"]["rolling_sharpe_mean"] if result["gate"] is not None else result["final"].get(
+        "episode_return")
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 if __name__ == "__main__":

@@ -5,14 +5,19 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import time
+import warnings
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from jaxrl.experiment import PROJECT_ROOT
 
@@ -190,7 +195,8 @@ def test_sky_yaml_matches_skypilot_schema_and_has_every_field_we_rely_on(name):
     resources = task["resources"]
     assert isinstance(resources["disk_size"], int) and resources["disk_size"] >= 50
     clouds = [option["cloud"] for option in resources["any_of"]]
-    assert {"vast", "runpod", "lambda"} <= set(clouds) and {"aws", "gcp"} & set(clouds)
+    # only clouds that can mount the /outputs bucket: SkyPilot cannot mount buckets on Vast.ai or RunPod
+    assert not {"vast", "runpod"} & set(clouds) and {"aws", "gcp"} <= set(clouds) and "lambda" in clouds
     for option in resources["any_of"]:
         assert re.fullmatch(r"[A-Za-z0-9-]+:1", option["accelerators"]), option
     # Results sync back: a bucket mounted at /outputs in a mode that supports appends and renames.
@@ -292,30 +298,77 @@ def test_sky_task_from_yaml_when_skypilot_is_installed(tmp_path):
         assert task.name == config["name"]
 
 
-# ---- Hydra launchers -------------------------------------------------------------------------------------------------
-def test_hydra_launcher_configs_name_the_plugins_and_the_jax_memory_settings():
-    slurm = yaml.safe_load((CONF / "hydra" / "launcher" / "submitit_slurm.yaml").read_text())
-    assert slurm["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+# ---- Hydra launchers and sweeper -------------------------------------------------------------------------------------
+# Each composes the plugin's own config (its schema and defaults) and sets only what jaxrl needs on top. A file named
+# like the plugin's config would be validated against its schema by name: a deprecation warning on every run (or, for
+# the Optuna sweeper, whose schema has a defaults list, an error).
+PLUGIN_CONFIGS = {  # option -> (group, the plugin's config it composes, plugin module, its class)
+    "slurm_gpu": ("launcher", "submitit_slurm", "hydra_plugins.hydra_submitit_launcher", "SlurmLauncher"),
+    "ray_gpu": ("launcher", "ray", "hydra_plugins.hydra_ray_launcher", "RayLauncher"),
+    "optuna_gate": ("sweeper", "optuna", "hydra_plugins.hydra_optuna_sweeper", "OptunaSweeper"),
+}
+
+
+def compose_without_warnings(config_dir, overrides):
+    """The training config with its hydra node, every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def test_hydra_launcher_configs_set_one_gpu_per_job_and_the_jax_memory_settings():
+    slurm = yaml.safe_load((CONF / "hydra" / "launcher" / "slurm_gpu.yaml").read_text())
+    assert slurm["defaults"] == ["submitit_slurm", "_self_"] and "_target_" not in slurm
     assert slurm["gpus_per_node"] == 1 and slurm["tasks_per_node"] == 1 and isinstance(slurm["timeout_min"], int)
-    assert slurm["partition"] == "???" and "submitit_folder" in slurm  # a placeholder the user must fill
     setup = slurm["setup"]
     assert "export XLA_PYTHON_CLIENT_PREALLOCATE=false" in setup
     assert any(re.fullmatch(r"export XLA_PYTHON_CLIENT_MEM_FRACTION=0?\.\d+", line) for line in setup)
 
-    ray = yaml.safe_load((CONF / "hydra" / "launcher" / "ray.yaml").read_text())
-    assert ray["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    ray = yaml.safe_load((CONF / "hydra" / "launcher" / "ray_gpu.yaml").read_text())
+    assert ray["defaults"] == ["ray", "_self_"] and "_target_" not in ray
     remote = ray["ray"]["remote"]
     assert remote["num_gpus"] == 1 and "address" in ray["ray"]["init"]
     env_vars = remote["runtime_env"]["env_vars"]
     assert env_vars["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert 0 < float(env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"]) <= 1
     assert all(isinstance(v, str) for v in env_vars.values())  # process environments are strings
+    for name, (group, base, _, _) in PLUGIN_CONFIGS.items():  # none shadows the plugin's own config by name
+        assert not (CONF / "hydra" / group / f"{base}.yaml").exists()
+        assert (CONF / "hydra" / group / f"{name}.yaml").exists()
 
-    # Hydra finds them as hydra/launcher options of the training config (the plugins are not needed to compose).
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for option, target in (("submitit_slurm", slurm["_target_"]), ("ray", ray["_target_"])):
-            cfg = compose(config_name="config", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
-            assert cfg.hydra.launcher._target_ == target
+
+@pytest.mark.parametrize("option", sorted(PLUGIN_CONFIGS))
+def test_plugin_config_composes_onto_the_plugins_schema_without_a_warning(option):
+    group, base, module, cls = PLUGIN_CONFIGS[option]
+    pytest.importorskip(module)
+    cfg = compose_without_warnings(CONF, [f"hydra/{group}={option}"])
+    node = cfg.hydra[group]
+    assert node._target_.endswith(f".{cls}")
+    ours = yaml.safe_load((CONF / "hydra" / group / f"{option}.yaml").read_text())
+    for key, value in ours.items():  # what we set wins over the plugin's defaults
+        if key != "defaults" and not isinstance(value, dict):
+            assert OmegaConf.to_container(node)[key] == value, key
+    if group == "launcher":  # the plugin's class takes every field (instantiating submits nothing)
+        launcher = instantiate(node)
+        assert type(launcher).__name__ == cls
+    if option == "slurm_gpu":  # fields we leave out keep the plugin's defaults (and are passed to submitit)
+        assert node.stderr_to_stdout is False and node.qos is None and node.partition is None
+    if option == "optuna_gate":
+        assert node.direction == "maximize" and node.study_name == "jaxrl" and node.sampler._target_.endswith("TPESampler")
+
+
+@pytest.mark.parametrize("option", sorted(PLUGIN_CONFIGS))
+def test_a_config_named_like_the_plugins_own_would_warn_or_fail(option, tmp_path):
+    """What the check above guards against: the pre-fix layout (a file named like the plugin's config)."""
+    group, base, module, _ = PLUGIN_CONFIGS[option]
+    pytest.importorskip(module)
+    shutil.copytree(CONF, tmp_path / "conf")
+    (tmp_path / "conf" / "hydra" / group / f"{base}.yaml").write_text("n_jobs: 1\n" if group == "sweeper" else
+                                                                      "timeout_min: 5\n" if base != "ray" else
+                                                                      "ray: {init: {address: null}}\n")
+    with pytest.raises(Exception, match="validated against ConfigStore schema with the same name"):
+        compose_without_warnings(tmp_path / "conf", [f"hydra/{group}={base}"])
 
 
 # ---- launch/vast.sh ----------------------------------------------------------------------------------------------
@@ -351,8 +404,155 @@ def test_vast_script_parses_prints_usage_and_drives_the_cli(tmp_path):
     (call,) = calls
     assert call[:3] == ["create", "instance", "123"] and call[call.index("--image") + 1] == "img:1"
     assert call[call.index("--bid_price") + 1] == "0.25" and "--ssh" in call
+    assert "launch/vast.sh boot" in call[call.index("--onstart-cmd") + 1]  # restarts unfinished jobs on boot
     result, calls = _vast(tmp_path / "destroy", "destroy", "42")
     assert result.returncode == 0 and calls == [["destroy", "instance", "42"]]
+
+
+def _dry_run(tmp_path, *args, **env):
+    """`VAST_DRY_RUN=1 launch/vast.sh ...` without any vastai on PATH: the commands it would run, as argv lists."""
+    variables = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VAST_DRY_RUN": "1", **env}
+    result = subprocess.run(["bash", str(LAUNCH / "vast.sh"), *args], env=variables, capture_output=True, text=True,
+                            timeout=60, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr
+    return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
+
+
+def test_vast_dry_run_rents_a_slim_cuda_image_that_restarts_jobs_and_syncs_to_the_bucket(tmp_path):
+    (create,) = _dry_run(tmp_path, "create", "123", JAXRL_BUCKET="s3://my-jaxrl/vast", AWS_ACCESS_KEY_ID="AKIA1",
+                         AWS_SECRET_ACCESS_KEY="very-secret")
+    assert create[:4] == ["vastai", "create", "instance", "123"]
+    image = create[create.index("--image") + 1]
+    assert image.startswith("nvidia/cuda:12.") and "-base-" in image and "pytorch" not in image.lower()
+    env = create[create.index("--env") + 1].split()
+    assert "JAXRL_BUCKET=s3://my-jaxrl/vast" in env and "AWS_ACCESS_KEY_ID=AKIA1" in env
+    assert "AWS_SECRET_ACCESS_KEY=***" in env  # masked in what the dry run prints
+    onstart = create[create.index("--onstart-cmd") + 1]
+    assert subprocess.run(["bash", "-n", "-c", onstart]).returncode == 0
+    assert "bash launch/vast.sh boot" in onstart and "python3-venv" in onstart
+    (plain,) = _dry_run(tmp_path, "create", "123")
+    assert "--env" not in plain and "--bid_price" not in plain
+
+    (train,) = _dry_run(tmp_path, "train", "42", "data=btc", "sweep.lr=[1e-4,3e-4]", RUN_NAME="btc")
+    assert train[0] == "ssh" and train[-2] == "root@ssh-host-of-42"
+    remote = train[-1]
+    assert "runs/vast/jobs/train-btc.cmd" in remote and "launch/vast.sh job train-btc" in remote
+    setup = _dry_run(tmp_path, "setup", "42")
+    assert [c[0] for c in setup] == ["ssh", "rsync", "ssh"] and "pip install --quiet -e '.[cuda]'" in setup[2][-1]
+    assert _dry_run(tmp_path, "destroy", "42") == [["vastai", "destroy", "instance", "42"]]
+
+
+def _wait_for(path, seconds=30):
+    deadline = time.time() + seconds
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return path.exists()
+
+
+def test_vast_jobs_on_the_instance_record_run_resume_and_sync(tmp_path):
+    """What runs on the instance, here with a fake python, aws and apt-get: the job `train` records and starts,
+    then the on-start command after a reboot restarting the unfinished job with the same arguments."""
+    home, fake_bin = tmp_path / "home", tmp_path / "bin"
+    checkout = home / "jaxrl"
+    (checkout / "launch").mkdir(parents=True)
+    shutil.copy(LAUNCH / "vast.sh", checkout / "launch" / "vast.sh")
+    _fake_executable(home / "jaxrl-venv" / "bin" / "python", tmp_path / "python-calls")
+    _fake_executable(fake_bin / "aws", tmp_path / "aws-calls")
+    _fake_executable(fake_bin / "apt-get", tmp_path / "apt-calls")
+    env = {"PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": str(home), "JAXRL_BUCKET": "s3://b/vast"}
+    (train,) = _dry_run(tmp_path, "train", "42", "data=btc", "sweep.lr=[1e-4,3e-4]", RUN_NAME="btc")
+    (checkout / "registry").mkdir()
+    started = subprocess.run(["bash", "-c", train[-1]], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0 and "started: train-btc" in started.stdout, started.stderr
+    jobs = checkout / "runs" / "vast" / "jobs"
+    assert _wait_for(jobs / "train-btc.done"), (checkout / "runs" / "vast" / "train-btc.log").read_text()
+    expected = ["-m", "jaxrl.train", "data=btc", "sweep.lr=[1e-4,3e-4]", "run.resume=true",
+                "hydra.run.dir=runs/vast/btc"]
+    assert _calls(tmp_path / "python-calls") == [expected]
+    assert sorted(_calls(tmp_path / "aws-calls")) == [
+        ["s3", "sync", "--only-show-errors", "registry", "s3://b/vast/registry"],
+        ["s3", "sync", "--only-show-errors", "runs", "s3://b/vast/runs"]]
+
+    # A reboot before the job finished: the on-start command installs what the base image lacks, restarts it.
+    (jobs / "train-btc.done").unlink()
+    (create,) = _dry_run(tmp_path, "create", "123")
+    onstart = create[create.index("--onstart-cmd") + 1]
+    booted = subprocess.run(["bash", "-c", onstart], env=env, capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert booted.returncode == 0 and "restarting train-btc" in booted.stdout, booted.stderr
+    assert _wait_for(jobs / "train-btc.done")
+    assert _calls(tmp_path / "python-calls") == [expected, expected]  # the same run dir, run.resume=true
+    if shutil.which("rsync") is None:  # a slim base: the packages come from apt
+        assert any("install" in call and "python3-venv" in call for call in _calls(tmp_path / "apt-calls"))
+    subprocess.run(["bash", "-c", f"cd {checkout} && bash launch/vast.sh boot"], env=env, check=True, timeout=60)
+    time.sleep(1)
+    assert len(_calls(tmp_path / "python-calls")) == 2  # a finished job is not started again
+
+
+# ---- Dockerfile ---------------------------------------------------------------------------------------------------
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+
+
+def _docker_usable():
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, timeout=60).returncode == 0
+
+
+def dockerfile_instructions(text):
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    lines, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instruction, _, rest = (pending + line).partition(" ")
+        lines.append((instruction.upper(), rest.strip()))
+        pending = ""
+    return lines
+
+
+def test_dockerfile_installs_the_project_on_a_slim_cuda_base():
+    steps = dockerfile_instructions(DOCKERFILE.read_text())
+    args = dict(rest.split("=", 1) for kind, rest in steps if kind == "ARG" and "=" in rest)
+    assert re.fullmatch(r"nvidia/cuda:12\.[\d.]+-base-ubuntu\d+\.\d+", args["CUDA_BASE"])  # no PyTorch, no toolkit
+    assert ("FROM", "${CUDA_BASE}") in steps and args["JAX_EXTRA"] == "cuda"
+    for kind, rest in steps:
+        if kind == "COPY":  # everything it copies is in the checkout
+            for source in rest.split()[:-1]:
+                assert (PROJECT_ROOT / source).exists(), source
+    copied = {rest.split()[0] for kind, rest in steps if kind == "COPY"}
+    assert {"jaxrl", "hydra_conf", "data"} <= copied  # the package finds its configs and shipped data
+    runs = " ".join(rest for kind, rest in steps if kind == "RUN")
+    assert 'pip install -e ".${JAX_EXTRA:+[$JAX_EXTRA]}"' in runs and "python -m jaxrl.train --help" in runs
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {".git", "runs", "registry", "multirun"} <= set(ignored) and "jaxrl" not in ignored
+    if shutil.which("hadolint"):
+        checked = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout
+
+
+def test_dockerfile_passes_docker_build_check():
+    if not _docker_usable():
+        pytest.skip("docker is not usable here (no docker CLI or no daemon)")
+    checked = subprocess.run(["docker", "build", "--check", str(PROJECT_ROOT)], capture_output=True, text=True,
+                             timeout=600)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dockerfile_builds_a_cpu_image_that_runs_the_trainer():
+    if os.environ.get("JAXRL_TEST_DOCKER_BUILD") != "1" or not _docker_usable():
+        pytest.skip("set JAXRL_TEST_DOCKER_BUILD=1 with a usable docker (pulls the CUDA base and the wheels: "
+                    "network, minutes)")
+    tag = "jaxrl-test:cpu"
+    built = subprocess.run(["docker", "build", "--build-arg", "JAX_EXTRA=", "-t", tag, str(PROJECT_ROOT)],
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    ran = subprocess.run(["docker", "run", "--rm", tag, "python", "-m", "jaxrl.train", "--cfg", "job",
+                          "data=btc"], capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0 and "symbol: BTC" in ran.stdout, ran.stdout[-2000:] + ran.stderr[-2000:]
 
 
 # ---- launch/distributed_env.py -------------------------------------------------------------------------------------

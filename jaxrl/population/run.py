@@ -61,19 +61,20 @@ def member_slice(rows: list[dict[str, Any]], index: int) -> list[dict[str, Any]]
     return [{k: (v[index] if isinstance(v, list) else v) for k, v in row.items()} for row in rows]
 
 
-def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True,
+                   members: list[Member] | None = None) -> dict[str, Any]:
     """Train every member of the population; returns the population summary with `gate` = the median member's
-    gate value (what a Hydra sweeper optimises) and `members` = each member's result."""
+    gate value (what a Hydra sweeper optimises) and `members` = each member's result. `members` (default: the
+    seeds crossed with `cfg.sweep`'s lists) may be any list of traced settings, e.g. a batch of search trials."""
     say = console(verbose)  # the `jaxrl` logger: Hydra's job log (<run dir>/train.log) holds it too
     with run_lock(out_dir, say=say):  # one writer per run directory
-        return _run_population(cfg, out_dir, say)
+        return _run_population(cfg, out_dir, say, population_members(cfg) if members is None else members)
 
 
-def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
+def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Member]) -> dict[str, Any]:
     out_dir = prepare_run_dir(cfg, out_dir)
     resume = bool(cfg.run.get("resume", False))
     trackers = Trackers(cfg, out_dir, resume=resume)  # one tracker run per member, grouped (jaxrl.loggers)
-    members = population_members(cfg)
     experiment = Experiment.from_config(cfg)
     learner = experiment.learner
     check_sweep_names(list(members[0].values), learner_hyper(learner), experiment.env_params)  # names first
@@ -87,7 +88,7 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]
     write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
                                             "members": [m.as_dict() for m in members]})
     say(f"jaxrl population: {len(members)} members ({cfg.run.num_seeds} seeds x "
-        f"{len(members) // int(cfg.run.num_seeds)} settings) of {cfg.env.name} / {cfg.agent.name} / "
+        f"{-(-len(members) // int(cfg.run.num_seeds))} settings) of {cfg.env.name} / {cfg.agent.name} / "
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
         f"{learner.num_updates} updates x {work_units(learner)} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
