@@ -84,13 +84,14 @@ def test_step_and_reset_are_gymnax_own_bit_for_bit(spy):
 
 def test_make_builds_what_the_config_builds():
     env, params = jaxrl.envs.make("position", data="btc", window=8, episode_len=32, action_grid=[-1, 0, 1],
-                                  overrides=["gate.years=3"])
+                                  reward="differential_sharpe", overrides=["gate.years=3"])
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "hydra_conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["data=btc", "env.window=8", "env.episode_len=32",
-                                                       "env.action_grid=[-1,0,1]", "gate.years=3"])
+                                                       "env.action_grid=[-1,0,1]", "gate.years=3",
+                                                       "env.reward=differential_sharpe"])
     expected_env, expected = make_env(OmegaConf.to_container(cfg.env, resolve=True), load_data(cfg))
     assert same_tree(params, expected) and env.shape_key() == expected_env.shape_key()
-    assert env.window == 8 and env.action_grid == (-1.0, 0.0, 1.0) and is_discrete(env.action_space(params))
+    assert env.window == 8 and env.reward == "differential_sharpe" and env.action_grid == (-1.0, 0.0, 1.0) and is_discrete(env.action_space(params))
     assert params.returns.shape == expected.returns.shape and int(params.episode_len) == 32
     # a gymnax-style loop over it
     keys = jax.random.split(jax.random.key(0), 4)
