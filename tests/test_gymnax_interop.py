@@ -91,7 +91,8 @@ def test_make_builds_what_the_config_builds():
                                                        "env.reward=differential_sharpe"])
     expected_env, expected = make_env(OmegaConf.to_container(cfg.env, resolve=True), load_data(cfg))
     assert same_tree(params, expected) and env.shape_key() == expected_env.shape_key()
-    assert env.window == 8 and env.reward == "differential_sharpe" and env.action_grid == (-1.0, 0.0, 1.0) and is_discrete(env.action_space(params))
+    assert env.window == 8 and env.reward == "differential_sharpe" and env.action_grid == (-1.0, 0.0, 1.0)
+    assert is_discrete(env.action_space(params))
     assert params.returns.shape == expected.returns.shape and int(params.episode_len) == 32
     # a gymnax-style loop over it
     keys = jax.random.split(jax.random.key(0), 4)

@@ -68,8 +68,8 @@ def make(name: str, data: str | None = None, *, overrides: Sequence[str] = (), *
             raise UserError(f"env {name!r} is registered but has no config {CONFIG_DIR / 'env' / (name + '.yaml')}: "
                             f"build it with jaxrl.envs.make_env(settings, market)")
         if data is not None or settings or overrides:
-            raise UserError(f"env {name!r} has no config in {CONFIG_DIR / 'env'} (jaxrl's: {', '.join(registered_envs())})"
-                            f"; a gymnax environment takes no data= or settings")
+            raise UserError(f"env {name!r} has no config in {CONFIG_DIR / 'env'} (jaxrl's: "
+                            f"{', '.join(registered_envs())}); a gymnax environment takes no data= or settings")
         return make_gymnax_task(name)
     cfg = compose_config([f"env={name}", *([f"data={data}"] if data is not None else []),
                           *(f"++env.{key}={override_value(value)}" for key, value in settings.items()), *overrides])

@@ -79,7 +79,8 @@ class Box(Space):
             array = np.asarray(value)
             return repr(array.item()) if array.ndim == 0 else np.array2string(array, threshold=6)
 
-        return f"Box(low={bound(self.low)}, high={bound(self.high)}, shape={self.shape}, dtype={np.dtype(self.dtype).name})"
+        dtype = np.dtype(self.dtype).name
+        return f"Box(low={bound(self.low)}, high={bound(self.high)}, shape={self.shape}, dtype={dtype})"
 
     def sample(self, key: jax.Array) -> jax.Array:
         return jax.random.uniform(key, self.shape, minval=self.low, maxval=self.high).astype(self.dtype)
