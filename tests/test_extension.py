@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 from flax import struct
-from gymnax.environments import spaces
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
-from jaxrl.envs import TradingEnv, capabilities, make_env, register_env, trading_envs
+from jaxrl.envs import Box, TradingEnv, capabilities, make_env, register_env, trading_envs
 from jaxrl.experiment import PROJECT_ROOT
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.learner import Learner, LearnerBase
@@ -78,10 +77,10 @@ class HoldEnv(TradingEnv):
         return state.time >= params.episode_len
 
     def action_space(self, params=None):
-        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+        return Box(-1.0, 1.0, (1,), jnp.float32)
 
     def observation_space(self, params=None):
-        return spaces.Box(-jnp.inf, jnp.inf, (1 + self.window * self.num_features,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (1 + self.window * self.num_features,), jnp.float32)
 
 
 def build_hold(settings: dict[str, Any], market, synthetic):

@@ -11,6 +11,7 @@ Directives live in an HTML comment right before a block (invisible on the render
     together: <why>                      the block's commands depend on each other: run in order, in one directory
     -->
 
+A command may carry a here-document (`python - <<'EOF'` ... `EOF`): its lines are part of the command, as typed.
 `$name` expands a shrink set declared once in a `<!-- readme-test-shrinks ... -->` comment (`name: overrides`).
 Each command is its own test in its own fresh directory (pytest-xdist spreads them over the cores), unless its block
 says `together:`; then the block is one test whose commands run in order in one directory (`jaxrl.status
@@ -60,11 +61,20 @@ class Command:
         return " ".join([self.text, *(shlex.quote(x) for x in extra)])
 
 
+HEREDOC = re.compile(r"(?<!<)<<(?!<)-?\s*(['\"]?)(\w+)\1")  # `<<'EOF'`, `<<EOF`, `<<-EOF`; not `<<<`
+
+
 def _split(text: str) -> list[tuple[int, str]]:
-    """(line offset, command) of a block body: `\\` continuations joined, comments and blank lines dropped."""
-    out, pending, start = [], "", 0
+    """(line offset, command) of a block body: `\\` continuations joined, comments and blank lines dropped; a
+    here-document (`python - <<'EOF'` ... `EOF`) stays part of its command, line for line."""
+    out, pending, start, heredoc = [], "", 0, None
     for i, raw in enumerate(text.splitlines()):
         line = raw.rstrip()
+        if heredoc is not None:
+            out[-1] = (out[-1][0], out[-1][1] + "\n" + raw)
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
         if not pending:
             start = i
             if not line.strip() or line.lstrip().startswith("#"):
@@ -75,6 +85,9 @@ def _split(text: str) -> list[tuple[int, str]]:
         command = re.sub(r"\s+#\s.*$", "", pending + line.strip()).strip()
         pending = ""
         out.append((start, command))
+        opened = HEREDOC.search(command)
+        heredoc = opened.group(2) if opened else None
+    assert heredoc is None, f"here-document {heredoc!r} is never closed"
     return out
 
 
@@ -140,6 +153,8 @@ def test_every_readme_command_is_run_shrunk_or_skipped_with_a_reason():
     assert [(c.text, c.shrink, c.skip, c.writes) for c in parsed] == [
         ("python -m jaxrl.train x=1", ["a=1", "b=2"], None, ["runs/x"]),
         ("sky launch y", [], "needs a cloud account", [])]
+    heredoc = readme_commands("```bash\npython - <<'EOF'\n# kept\nprint(1)  # kept too\n\nEOF\necho next\n```\n")
+    assert [c.text for c in heredoc] == ["python - <<'EOF'\n# kept\nprint(1)  # kept too\n\nEOF", "echo next"]
     print(f"README: {len(RUN)} commands run in {len(GROUPS)} tests, {len(SKIPPED)} skipped:\n"
           + "\n".join(f"  skipped line {c.line}: {c.text[:70]}: {c.skip}" for c in SKIPPED))
 

@@ -1,4 +1,5 @@
-"""What a trading environment declares: `TradingEnv`, the gymnax `Environment` every jaxrl environment subclasses.
+"""What a trading environment declares: `TradingEnv`, the gymnax-API `Environment` (`jaxrl.envs.gymnax_api`) every
+jaxrl environment subclasses.
 
 The learners, the backtests and the experiment read these capabilities as plain attributes; nothing probes an
 environment for what it can do. A subclass overrides only what differs from the defaults:
@@ -25,13 +26,14 @@ reads one `EnvCapabilities` for either kind.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
-from gymnax.environments import environment, spaces
+from jaxrl.envs.gymnax_api import Discrete, Environment
 
 
-class TradingEnv(environment.Environment):
-    """A gymnax environment with jaxrl's declared capabilities (class-level defaults; see the module docstring)."""
+class TradingEnv(Environment):
+    """A gymnax-API environment with jaxrl's declared capabilities (class-level defaults; see the module docstring)."""
 
     uses_step_key: bool = True
     perturbs_obs: bool = False
@@ -95,5 +97,8 @@ def capabilities(env) -> EnvCapabilities:
 
 
 def is_discrete(space) -> bool:
-    """Whether an action space is a set of indices (gymnax `Discrete`) rather than a box."""
-    return isinstance(space, spaces.Discrete)
+    """Whether an action space is a set of indices (`Discrete`, jaxrl's or gymnax's) rather than a box."""
+    if isinstance(space, Discrete):
+        return True
+    gymnax_spaces = sys.modules.get("gymnax.environments.spaces")  # a gymnax space exists only once gymnax is loaded
+    return gymnax_spaces is not None and isinstance(space, gymnax_spaces.Discrete)

@@ -45,9 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
 
 from jaxrl.envs.base import TradingEnv
+from jaxrl.envs.gymnax_api import Box, Discrete
 from jaxrl.envs.exit_signals import ACTIONS, DIRECTIONS, ENTRY_RULES, entry_signals, exit_diagnostics
 from jaxrl.gate.backtest import Window, run_policy, run_policy_info
 from jaxrl.metrics import bar_return, gate_metrics
@@ -343,10 +343,10 @@ class ExitEnv(TradingEnv):
         return len(ACTIONS)
 
     def action_space(self, params: ExitParams | None = None):
-        return spaces.Discrete(len(ACTIONS))
+        return Discrete(len(ACTIONS))
 
     def observation_space(self, params: ExitParams | None = None):
-        return spaces.Box(-jnp.inf, jnp.inf, (NUM_TRADE + len(ACTIONS) + self.window * self.num_features,),
+        return Box(-jnp.inf, jnp.inf, (NUM_TRADE + len(ACTIONS) + self.window * self.num_features,),
                           jnp.float32)
 
 

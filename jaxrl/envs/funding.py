@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import struct
-from gymnax.environments import spaces
 
 from jaxrl.envs.base import TradingEnv
+from jaxrl.envs.gymnax_api import Box
 from jaxrl.gate.backtest import run_policy_info
 from jaxrl.metrics import bar_return
 
@@ -196,11 +196,11 @@ class FundingEnv(TradingEnv):
         return "funding"
 
     def action_space(self, params: FundingParams | None = None):
-        return spaces.Box(-jnp.inf, jnp.inf, (self.num_symbols + 1,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (self.num_symbols + 1,), jnp.float32)
 
     def observation_space(self, params: FundingParams | None = None):
         size = self.num_symbols + 1 + self.window * self.num_features
-        return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
 
 # ---- diagnostics ----------------------------------------------------------------------------------------------------

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
 
 from jaxrl.envs.base import TradingEnv
+from jaxrl.envs.gymnax_api import Box
 from jaxrl.gate.backtest import run_policy_info  # noqa: F401  (re-exported: the family's diagnostics use it)
 from jaxrl.metrics import bar_return
 
@@ -286,11 +286,11 @@ class PortfolioEnv(TradingEnv):
 
     def action_space(self, params: PortfolioParams | None = None):
         # Unbounded: softmax / tanh map any real vector into the caps.
-        return spaces.Box(-jnp.inf, jnp.inf, (self.num_actions,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (self.num_actions,), jnp.float32)
 
     def observation_space(self, params: PortfolioParams | None = None):
         size = self.num_assets + NUM_BOOK + self.window * self.num_features
-        return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
     # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
     def gate_info(self, params: PortfolioParams, policy: Callable, setup):

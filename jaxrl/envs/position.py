@@ -21,11 +21,11 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
 
 from jaxrl.data import MarketData
 from jaxrl.data.features import FEATURE_LOOKBACK
 from jaxrl.envs.base import TradingEnv
+from jaxrl.envs.gymnax_api import Box, Discrete
 from jaxrl.envs.position_pool import draw_start, pooled_params
 from jaxrl.envs.position_bank import SyntheticBank, SyntheticParams, counter_normal, mix32, with_bank_params
 from jaxrl.envs.position_terms import (REWARD_MODES, REWARD_TERMS, SHARPE_TERMS, differential_sharpe, realize,
@@ -389,10 +389,9 @@ class PositionEnv(TradingEnv):
 
     def action_space(self, params: PositionParams | None = None):
         if self.action_grid is not None:
-            return spaces.Discrete(len(self.action_grid))
+            return Discrete(len(self.action_grid))
         high = 1.0 if params is None else params.max_leverage
-        return spaces.Box(-high, high, (1,), jnp.float32)
+        return Box(-high, high, (1,), jnp.float32)
 
     def observation_space(self, params: PositionParams | None = None):
-        return spaces.Box(-jnp.inf, jnp.inf, (BOOK_SIZE + self.window * self.num_features,), jnp.float32)
-
+        return Box(-jnp.inf, jnp.inf, (BOOK_SIZE + self.window * self.num_features,), jnp.float32)
