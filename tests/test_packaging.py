@@ -174,3 +174,11 @@ def test_the_wheel_trains_and_backtests_outside_the_checkout(tmp_path):
     assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-3000:]
     assert len(list(work.glob("backtests/*/*_SPY_buy_and_hold/gate.json"))) == 1
     assert (work / "registry" / "scoreboard.json").is_file()
+
+
+def test_the_startup_benchmark_records_the_median_help_time(tmp_path):
+    import jaxrl.bench as bench
+
+    (record,) = bench.main(["--quick", "--out", str(tmp_path / "bench.json"), "--only", "startup/train_help"])
+    assert record["name"] == "startup/train_help" and len(record["all_s"]) == 3
+    assert record["median_s"] == record["run_s"] and abs(record["median_s"] - sorted(record["all_s"])[1]) < 1e-3
