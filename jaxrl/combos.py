@@ -62,16 +62,16 @@ from jaxrl.cells import (DEFAULT_NETWORK, STATE_FILE, ComboState, check_match, f
                          now_utc, registry_verdict, same_config)
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides,
                         recipe_of_config, register_resolvers)
+from jaxrl.cli_help import answer_help
 from jaxrl.errors import UserError, outcome_code, take_debug_flag, user_errors
-from jaxrl.experiment import PROJECT_ROOT
 from jaxrl.gate.files import GATE_FILE
 from jaxrl.run import run_experiment
 from jaxrl.runlock import run_lock
+from jaxrl.shipped import CONFIG_DIR, HYDRA_CONFIG_PATH
 from jaxrl.train import enable_compilation_cache
 
 register_resolvers()  # config.yaml's hydra.sweep.subdir
 
-CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
 ERROR_FILE = "error.txt"
 FINISHED_MARKER = "summary.txt"  # run_experiment writes it last, after the registry and the reports
 # Overrides the grid sets itself: the same keys on the command line would fight the grid, so they are dropped.
@@ -364,7 +364,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="combos", version_base="1.3")
+@hydra.main(config_path=HYDRA_CONFIG_PATH, config_name="combos", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     enable_compilation_cache(cfg.get("compilation_cache"))  # a restarted runner skips compiling what it compiled
     with user_errors("jaxrl.combos"):  # a bad grid or override, a locked runs_dir: one line, exit code 2
@@ -374,6 +374,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `jaxrl-combos` console script: exactly `python -m jaxrl.combos`."""
+    if answer_help("jaxrl-combos", "train and gate every combination of a grid, resumably", "combos"):
+        return
     take_debug_flag()
     main()
+
+
+if __name__ == "__main__":
+    cli()

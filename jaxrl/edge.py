@@ -2,7 +2,8 @@
 
 - `absolute_paths`: every path a user gives or a config defaults to (data.path, agent.dataset_path, registry.root
   when local, grid.runs_dir) becomes absolute, relative to the directory the command was started from. data.path
-  falls back to the jaxrl checkout (the shipped data/*.csv) when the working directory has no such file.
+  falls back to the shipped data/*.csv (`jaxrl.shipped`: the checkout, or the installed wheel) when the working
+  directory has no such file.
 - `apply_agent_overrides`: `agent_overrides.<agent>={key:value,...}` sets agent.<key> only when the composed agent
   is <agent> (sweeps over agents, jaxrl.combos grids); an entry naming a key its agent lacks is a `UserError`.
 - `recipe_hash`: what identifies a trained model: the config minus run bookkeeping, plus the data file's hash.
@@ -22,11 +23,12 @@ from typing import Any, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.data.from_config import PROJECT_ROOT, resolve_data_path
-from jaxrl.data.loader import file_sha256
 from jaxrl.errors import UserError
+from jaxrl.shipped import CONFIG_DIR
 
-AGENT_DIR = PROJECT_ROOT / "hydra_conf" / "agent"
+# Nothing under jaxrl.data is imported at module level: it imports JAX, and every command line imports this module
+# before it parses its arguments (`jaxrl-train --help` must answer without JAX). Its functions import it when called.
+AGENT_DIR = CONFIG_DIR / "agent"
 # Run bookkeeping: where and how a run is written, never what it trains. Everything else is the recipe.
 # `sweep` too: a population member's record carries its swept values where a single run reads them (agent.*, env.*).
 BOOKKEEPING = ("run", "registry", "notify", "hydra", "compilation_cache", "agent_overrides", "grid", "combos", "sweep",
@@ -45,6 +47,8 @@ def absolute_location(path: str, cwd: str | Path | None = None) -> str:
 
 def absolute_paths(cfg: DictConfig, cwd: str | Path | None = None) -> DictConfig:
     """Rewrite the config's user paths in place as absolute ones (see the module docstring); returns `cfg`."""
+    from jaxrl.data.from_config import resolve_data_path  # deferred: jaxrl.data imports JAX (see the imports)
+
     data = cfg.get("data")
     if data is not None and data.get("path"):
         data.path = str(resolve_data_path(str(data.path), cwd))
@@ -164,6 +168,8 @@ def recipe_of_config(cfg: DictConfig) -> str:
         path = Path(str(config["data"]["path"]))
         if not path.exists():
             raise UserError(f"data.path={path}: no such file")
+        from jaxrl.data.loader import file_sha256  # deferred: jaxrl.data imports JAX (see the imports)
+
         data_sha = file_sha256(path)
     return recipe_hash(config, data_sha)
 

@@ -1,4 +1,4 @@
-"""`python -m jaxrl.train [overrides] [--debug]`: train, gate and write a run directory (see README)."""
+"""`jaxrl-train [overrides] [--debug]` (or `python -m jaxrl.train`): train, gate and write a run directory (README)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+# Only Hydra, OmegaConf and light jaxrl modules here: `jaxrl-train --help` (and a typo in an override) must answer
+# in well under a second, and JAX, Flax, the environments and the learners take seconds to import. The pipeline
+# (`jaxrl.run`) is imported when the task function runs.
+from jaxrl.cli_help import answer_help
 from jaxrl.edge import absolute_paths, apply_agent_overrides, register_resolvers
 from jaxrl.errors import take_debug_flag, user_errors
-from jaxrl.experiment import PROJECT_ROOT
-from jaxrl.run import run_experiment
+from jaxrl.shipped import HYDRA_CONFIG_PATH
 
-CONFIG_DIR = str(PROJECT_ROOT / "hydra_conf")
 register_resolvers()  # ${jaxrl_run_name:...} in hydra.run.dir and hydra.sweep.subdir
 
 
@@ -33,9 +35,11 @@ def prepare_config(cfg: DictConfig) -> DictConfig:
     return apply_agent_overrides(absolute_paths(cfg))
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=HYDRA_CONFIG_PATH, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     with user_errors("jaxrl.train"):  # a user error: one line and exit code 2 (the traceback with --debug)
+        from jaxrl.run import run_experiment  # the pipeline: JAX and everything else (see the imports above)
+
         prepare_config(cfg)
         enable_compilation_cache(cfg.get("compilation_cache"))
         result = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
@@ -51,6 +55,13 @@ def sweep_objective(result: dict) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `jaxrl-train` console script: exactly `python -m jaxrl.train`."""
+    if answer_help("jaxrl-train", "train, gate and write a run directory", "config"):
+        return
     take_debug_flag()
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -40,7 +40,8 @@ def pytest_configure(config):
 # The slowest tests (subprocesses that train) are started first, so pytest-xdist's workers do not finish on a long
 # tail of them one after another.
 SLOW_FIRST = ("tests/test_readme.py::test_readme_command_runs_as_typed", "tests/test_faults.py", "tests/test_cli.py",
-              "tests/test_combos.py", "tests/test_launch.py", "tests/test_population.py", "tests/test_search.py")
+              "tests/test_combos.py", "tests/test_launch.py", "tests/test_population.py", "tests/test_search.py",
+              "tests/test_packaging.py")
 
 
 def pytest_collection_modifyitems(config, items):

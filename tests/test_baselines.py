@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from jaxrl.backtest import CandidateNotFound, backtest_baseline, run_backtest
+from jaxrl.policy_backtest import CandidateNotFound, backtest_baseline, run_backtest
 from jaxrl.baselines import BASELINE_DEFAULTS, BASELINES, baseline_policy, make_baseline
 from jaxrl.data import MarketArrays
 from jaxrl.data.from_config import load_data

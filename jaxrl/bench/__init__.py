@@ -31,8 +31,8 @@ from jaxrl.bench.core import (  # noqa: E402
     BENCHMARKS, FULL, QUICK, Bench, Record, benchmark, best_time, compile_timed, load_average,
 )
 # Entry modules register themselves; a new area (an env family, backbones, populations) is one more module here.
-from jaxrl.bench import envs, learners, backbones, populations  # noqa: E402,F401
-from jaxrl.bench.cli import add_reference_ratios, format_table, main, parse_args, select  # noqa: E402
+from jaxrl.bench import envs, learners, backbones, populations, startup  # noqa: E402,F401
+from jaxrl.bench.cli import add_reference_ratios, cli, format_table, main, parse_args, select  # noqa: E402
 
 __all__ = ["expose_cpu_cores", "BENCHMARKS", "FULL", "QUICK", "Bench", "Record", "benchmark", "best_time",
-           "compile_timed", "load_average", "add_reference_ratios", "format_table", "main", "parse_args", "select"]
+           "compile_timed", "load_average", "add_reference_ratios", "cli", "format_table", "main", "parse_args", "select"]

@@ -1,6 +1,6 @@
 """`python -m jaxrl.bench` (see jaxrl/bench/__init__.py)."""
 
-from jaxrl.bench import main
+from jaxrl.bench import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

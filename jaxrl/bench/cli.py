@@ -117,3 +117,9 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     print(f"wrote {out}")
     return records
 
+
+def cli() -> int:
+    """The `jaxrl-bench` console script: exactly `python -m jaxrl.bench` (exit code 0; the records go to --out)."""
+    main()
+    return 0
+

@@ -10,9 +10,8 @@ from typing import Any, Callable, Sequence
 
 import jax
 
-from jaxrl.experiment import PROJECT_ROOT, Experiment
-
-CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
+from jaxrl.experiment import Experiment
+from jaxrl.shipped import CONFIG_DIR  # noqa: F401  (backbones reads CONFIG_DIR / "network")
 REFERENCE_SUFFIX = "/numpy_reference"
 
 # Defaults of a full run and of --quick (a smoke run: every entry, tiny sizes).

@@ -13,8 +13,8 @@ from jaxrl.data.multi import basket_from_config
 from jaxrl.data.pool import load_pool
 from jaxrl.data.sanity import SanityLimits
 from jaxrl.errors import UserError
+from jaxrl.shipped import SHIPPED_ROOT as PROJECT_ROOT  # checkout root or the wheel's jaxrl/share
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # the jaxrl checkout: hydra_conf/ and data/
 
 
 def resolve_data_path(path: str | Path, cwd: str | Path | None = None) -> Path:

@@ -20,13 +20,13 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.data.from_config import PROJECT_ROOT, load_data
+from jaxrl.data.from_config import load_data
 from jaxrl.envs.builtin import is_trading_env, make_env
 from jaxrl.envs.gymnax_tasks import make_gymnax_task
 from jaxrl.envs.registry import env_entry, registered_envs
 from jaxrl.errors import UserError
+from jaxrl.shipped import CONFIG_DIR
 
-CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
 
 
 def override_value(value: Any) -> str:

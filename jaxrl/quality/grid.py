@@ -17,15 +17,15 @@ from typing import Any, Sequence
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from jaxrl.backtest import backtest_baseline
+from jaxrl.policy_backtest import backtest_baseline
+from jaxrl.shipped import CONFIG_DIR
 from jaxrl.data import load_market
-from jaxrl.experiment import PROJECT_ROOT, Experiment
+from jaxrl.experiment import Experiment
 from jaxrl.run import run_experiment
 from jaxrl.gate.report import gate_setup
 from jaxrl.quality.markets import MarketSpec, file_returns, write_market
 from jaxrl.quality.oracle import oracle_scores
 
-CONFIG_DIR = PROJECT_ROOT / "hydra_conf"
 OFFLINE = ("bc", "td3bc", "iql", "cql", "rebrac")
 LEARNERS = ("ppo",) + OFFLINE
 # The rules the offline learners' dataset is labelled with (labeler=mix), scored on their own as each cell's labeler.

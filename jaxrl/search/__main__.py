@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from jaxrl.errors import take_debug_flag, user_errors
-from jaxrl.train import CONFIG_DIR, enable_compilation_cache, prepare_config
+from jaxrl.shipped import HYDRA_CONFIG_PATH
+from jaxrl.train import enable_compilation_cache, prepare_config
 
 try:
     from jaxrl.search.batches import run_search
@@ -17,7 +18,7 @@ except ImportError as error:  # the optional extra
     raise SystemExit(f"jaxrl.search: error: {error}: install the optuna extra, pip install -e '.[optuna]'") from None
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="search", version_base="1.3")
+@hydra.main(config_path=HYDRA_CONFIG_PATH, config_name="search", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     enable_compilation_cache(cfg.get("compilation_cache"))
     with user_errors("jaxrl.search"):
@@ -25,6 +26,11 @@ def main(cfg: DictConfig) -> float | None:
     return None if summary["best"] is None else summary["best"]["value"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `jaxrl-search` console script: exactly `python -m jaxrl.search`."""
     take_debug_flag()
     main()
+
+
+if __name__ == "__main__":
+    cli()

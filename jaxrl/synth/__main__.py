@@ -1,3 +1,5 @@
-from jaxrl.synth.run import main
+"""`python -m jaxrl.synth` (the `jaxrl-synth` console script)."""
 
-main()
+from jaxrl.synth.run import cli
+
+cli()

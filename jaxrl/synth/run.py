@@ -14,11 +14,12 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from jaxrl.cli_help import answer_help
 from jaxrl.data.from_config import load_data
+from jaxrl.shipped import HYDRA_CONFIG_PATH
 from jaxrl.synth.calibration import compare, write_report
 from jaxrl.synth.generators import describe_params, fit_generator, sample_paths, train_returns
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent.parent / "hydra_conf")  # the project root's hydra_conf
 
 
 def run_calibration(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
@@ -65,8 +66,16 @@ def run_calibration(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = Tru
     return report
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="synth", version_base="1.3")
+@hydra.main(config_path=HYDRA_CONFIG_PATH, config_name="synth", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     run_calibration(cfg, cfg.out_dir or HydraConfig.get().runtime.output_dir)
+
+
+def cli() -> None:
+    """The `jaxrl-synth` console script: exactly `python -m jaxrl.synth`."""
+    if answer_help("jaxrl-synth", "fit a synthetic-market generator and compare its paths with the real data",
+                   "synth"):
+        return
+    main()
