@@ -32,7 +32,8 @@ class UserError(ValueError):
 # Config keys renamed because one word meant several things ("window": observation bars, rolling-Sharpe bars,
 # backtest span, selection split). An old key on the command line stops with the new name instead of Hydra's
 # "Could not override"; saved configs (candidates in a registry) are migrated by `migrate_renamed`.
-RENAMED_KEYS = {"gate.window": "gate.rolling_window", "selection.window": "selection.split"}
+RENAMED_KEYS = {"gate.window": "gate.rolling_window", "selection.window": "selection.split",
+                "registry.record": "registry.enabled"}  # the backtest's switch, now named like training's
 
 
 def refuse_renamed_keys(argv: list[str]) -> None:

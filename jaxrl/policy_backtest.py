@@ -184,7 +184,7 @@ def run_backtest(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, *, ve
                       series["asset_returns"], report["threshold"], report["periods_per_year"],
                       window=report["rolling_window"], title=f"{report['symbol']} {_policy_label(report)}")
 
-    if report["kind"] == "baseline" and registry_cfg.get("record", True):
+    if report["kind"] == "baseline" and registry_cfg.get("enabled", True):
         record = baseline_record(report, market, cfg)
         registry.record_attempt(record)
         report["attempt_id"] = record["attempt_id"]

@@ -166,7 +166,7 @@ def test_settings_and_variants_match_reference(tmp_path):
          {"max_leverage": 1.5, "exec_lag": 1, "cost_bps": 20.0, "rebalance_deadband": 0.1}),
     ]:
         cfg = compose_config("backtest", "data=spy", f"policy={name}", *overrides, f"registry.root={tmp_path}",
-                             "plots=false", "registry.record=false")
+                             "plots=false", "registry.enabled=false")
         report = run_backtest(cfg, tmp_path / name, verbose=False)
         expected, _ = reference_metrics(cfg.data.path, name, report["n_returns"], 252, settings, env)
         for metric in METRIC_NAMES:
@@ -303,7 +303,7 @@ def test_candidate_is_judged_on_another_instrument(tmp_path):
 def test_action_grid_env_gets_nearest_grid_action(tmp_path):
     """With a discrete action grid a baseline's target becomes the nearest grid action (trend: -1 / +1 exactly)."""
     cfg = compose_config("backtest", "data=spy", "policy=trend_following", "env.action_grid=[-1,-0.5,0,0.5,1]",
-                         f"registry.root={tmp_path}", "plots=false", "registry.record=false")
+                         f"registry.root={tmp_path}", "plots=false", "registry.enabled=false")
     report = run_backtest(cfg, tmp_path / "run", verbose=False)
     expected, _ = reference_metrics(cfg.data.path, "trend_following", report["n_returns"], 252)
     for metric in METRIC_NAMES:

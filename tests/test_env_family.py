@@ -77,10 +77,10 @@ def funding_data(funding_csv):
 @pytest.fixture(scope="session")
 def envs():
     return {
-        "softmax": PortfolioEnv(window=W, num_assets=3, action_mode="softmax", trail_window=5, exec_lag=1),
-        "long_short": PortfolioEnv(window=W, num_assets=3, action_mode="long_short", trail_window=5),
+        "softmax": PortfolioEnv(window=W, num_instruments=3, action_mode="softmax", trail_window=5, exec_lag=1),
+        "long_short": PortfolioEnv(window=W, num_instruments=3, action_mode="long_short", trail_window=5),
         "exit": ExitEnv(window=W),
-        "funding": FundingEnv(window=W, num_symbols=len(FUNDING_SYMBOLS)),
+        "funding": FundingEnv(window=W, num_instruments=len(FUNDING_SYMBOLS)),
     }
 
 

@@ -18,7 +18,7 @@ def test_portfolio_without_data_uses_the_shipped_basket():
     assert cfg.data.kind == "basket" and cfg.gate.years == 3  # the basket's own gate length comes with it
     experiment = Experiment.from_config(cfg)
     assert experiment.market.symbols == ("SPY", "QQQ", "XAUUSD")
-    assert experiment.env.num_assets == 3
+    assert experiment.env.num_instruments == 3
     # Command-line settings still apply on top.
     assert config("env=portfolio", "gate.years=2").gate.years == 2
 

@@ -71,7 +71,7 @@ class FundingData:
         return int(self.dates.shape[0])
 
     @property
-    def num_symbols(self) -> int:
+    def num_instruments(self) -> int:
         return len(self.symbols)
 
     @property

@@ -100,7 +100,7 @@ class MarketBasket:
         return int(self.dates.shape[0])
 
     @property
-    def num_assets(self) -> int:
+    def num_instruments(self) -> int:
         return len(self.symbols)
 
     @property

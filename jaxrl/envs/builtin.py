@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+from jaxrl.data.funding import FundingData
+from jaxrl.data.multi import MarketBasket
 from jaxrl.data.pool import PooledMarket
 from jaxrl.errors import UserError
 from jaxrl.envs.exit import ExitEnv, ExitParams
@@ -47,9 +49,9 @@ def build_position(cfg: dict[str, Any], market, synthetic: Callable | None):
 
 
 def build_portfolio(cfg: dict[str, Any], market, synthetic: Callable | None):
-    if getattr(market, "num_assets", None) is None:
+    if not isinstance(market, MarketBasket):
         raise ValueError("env 'portfolio' trades a basket of instruments: run with data=basket")
-    env = PortfolioEnv(window=int(cfg.pop("window")), num_assets=market.num_assets,
+    env = PortfolioEnv(window=int(cfg.pop("window")), num_instruments=market.num_instruments,
                        asset_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)),
                        action_mode=str(cfg.pop("action_mode", "softmax")),
                        trail_window=int(cfg.pop("trail_window", 20)))
@@ -69,10 +71,10 @@ def build_exit(cfg: dict[str, Any], market, synthetic: Callable | None):
 
 
 def build_funding(cfg: dict[str, Any], market, synthetic: Callable | None):
-    if getattr(market, "num_symbols", None) is None:
+    if not isinstance(market, FundingData):
         raise ValueError("env 'funding' needs funding data (its `source` block), not a price file")
     cfg.pop("source", None)  # read by the data loader
-    env = FundingEnv(window=int(cfg.pop("window")), num_symbols=market.num_symbols,
+    env = FundingEnv(window=int(cfg.pop("window")), num_instruments=market.num_instruments,
                      symbol_features=len(market.feature_names), exec_lag=int(cfg.pop("exec_lag", 0)))
     check_settings("funding", cfg, FundingParams)
     return env, env.params_for_train(market, **cfg)

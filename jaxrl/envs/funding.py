@@ -72,14 +72,14 @@ class FundingEnv(TradingEnv):
 
     has_diagnostics = True
 
-    def __init__(self, window: int = 16, num_symbols: int = 4, symbol_features: int = 5, exec_lag: int = 0):
+    def __init__(self, window: int = 16, num_instruments: int = 4, symbol_features: int = 5, exec_lag: int = 0):
         super().__init__()
         if exec_lag != 0:
             raise ValueError(f"the funding environment trades at the decision close (exec_lag 0), got {exec_lag}")
         self.window = int(window)
-        self.num_symbols = int(num_symbols)
+        self.num_instruments = int(num_instruments)
         self.symbol_features = int(symbol_features)
-        self.num_features = self.num_symbols * self.symbol_features
+        self.num_features = self.num_instruments * self.symbol_features
         self.exec_lag = 0
         self.log_keys = tuple(f"reward/{t}" for t in REWARD_TERMS) + ("strategy_return", "realized_exposure",
                                                                          "turnover", "cost")
@@ -100,7 +100,7 @@ class FundingEnv(TradingEnv):
             return {"summary": "gate window shorter than one segment"}
         cut = lambda x: np.asarray(x, np.float64)[: count * size].reshape(count, size, *np.shape(x)[1:])  # noqa: E731
         out = funding_diagnostics(cut(info["reward"]).sum(1), cut(info["pnl"]).sum(1), cut(info["symbol_pnl"]).sum(1),
-                                  [str(s) for s in getattr(market, "symbols", range(self.num_symbols))])
+                                  [str(s) for s in getattr(market, "symbols", range(self.num_instruments))])
         out["segment_bars"] = size
         out["summary"] = (f"{count} segments of {size} bars: win rate {out['win_rate']:.0%}, reward-P&L correlation "
                           f"{out['reward_pnl_correlation']:+.2f}, top symbol {out['top_symbol']} "
@@ -110,8 +110,8 @@ class FundingEnv(TradingEnv):
     def params_for_train(self, data, **numbers: Any) -> FundingParams:
         split = data.split
         rates = np.asarray(data.arrays.returns, np.float64)
-        if rates.ndim != 2 or rates.shape[1] != self.num_symbols:
-            raise ValueError(f"{data.path}: funding env built for {self.num_symbols} symbols, data has rates of "
+        if rates.ndim != 2 or rates.shape[1] != self.num_instruments:
+            raise ValueError(f"{data.path}: funding env built for {self.num_instruments} symbols, data has rates of "
                              f"shape {rates.shape}")
         episode_len = int(numbers.pop("episode_len", 90))
         start_high = split.train_end - episode_len
@@ -133,7 +133,7 @@ class FundingEnv(TradingEnv):
     def initial_state(self, bar, params: FundingParams) -> FundingState:
         del params
         return FundingState(bar=jnp.asarray(bar, jnp.int32), time=jnp.zeros((), jnp.int32),
-                            allocation=jnp.zeros((self.num_symbols,), jnp.float32))
+                            allocation=jnp.zeros((self.num_instruments,), jnp.float32))
 
     def reset_env(self, key, params: FundingParams):
         start = jax.random.randint(key, (), params.start_low, params.start_high + 1)
@@ -142,12 +142,12 @@ class FundingEnv(TradingEnv):
 
     def get_obs(self, state: FundingState, params: FundingParams = None, key=None):
         window = jax.lax.dynamic_slice(params.features, (state.bar - self.window + 1, 0, 0),
-                                       (self.window, self.num_symbols, self.symbol_features))
+                                       (self.window, self.num_instruments, self.symbol_features))
         return jnp.concatenate([state.allocation, jnp.sum(state.allocation)[None], window.reshape(-1)])
 
     def target_allocation(self, action, params: FundingParams):
         logits = jnp.asarray(action, jnp.float32).reshape(-1)
-        return params.max_gross * jax.nn.softmax(logits)[: self.num_symbols]
+        return params.max_gross * jax.nn.softmax(logits)[: self.num_instruments]
 
     def transition(self, state: FundingState, action, params: FundingParams):
         """One day of accounting with no truncation or reset: the step of training and of the gate backtest."""
@@ -196,10 +196,10 @@ class FundingEnv(TradingEnv):
         return "funding"
 
     def action_space(self, params: FundingParams | None = None):
-        return Box(-jnp.inf, jnp.inf, (self.num_symbols + 1,), jnp.float32)
+        return Box(-jnp.inf, jnp.inf, (self.num_instruments + 1,), jnp.float32)
 
     def observation_space(self, params: FundingParams | None = None):
-        size = self.num_symbols + 1 + self.window * self.num_features
+        size = self.num_instruments + 1 + self.window * self.num_features
         return Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
 

@@ -97,7 +97,7 @@ class PortfolioEnv(TradingEnv):
 
     has_diagnostics = True
 
-    def __init__(self, window: int = 32, num_assets: int = 3, asset_features: int = 8, exec_lag: int = 0,
+    def __init__(self, window: int = 32, num_instruments: int = 3, asset_features: int = 8, exec_lag: int = 0,
                  action_mode: str = "softmax", trail_window: int = 20):
         super().__init__()
         if exec_lag < 0:
@@ -107,9 +107,9 @@ class PortfolioEnv(TradingEnv):
         if trail_window < 1:
             raise ValueError(f"trail_window must be >= 1, got {trail_window}")
         self.window = int(window)
-        self.num_assets = int(num_assets)
+        self.num_instruments = int(num_instruments)
         self.asset_features = int(asset_features)
-        self.num_features = self.num_assets * self.asset_features
+        self.num_features = self.num_instruments * self.asset_features
         self.exec_lag = int(exec_lag)
         self.action_mode = action_mode
         self.trail_window = int(trail_window)
@@ -121,8 +121,8 @@ class PortfolioEnv(TradingEnv):
         """Params whose episodes are random windows of the basket's train split."""
         split = market.split
         returns = market.arrays.returns
-        if returns.ndim != 2 or returns.shape[1] != self.num_assets:
-            raise ValueError(f"{market.path}: portfolio env built for {self.num_assets} instruments, market has "
+        if returns.ndim != 2 or returns.shape[1] != self.num_instruments:
+            raise ValueError(f"{market.path}: portfolio env built for {self.num_instruments} instruments, market has "
                              f"returns of shape {tuple(returns.shape)} (portfolio needs a basket: data=basket)")
         episode_len = int(numbers.pop("episode_len", 252))
         probe_bars = int(numbers.pop("probe_bars", 10))
@@ -144,7 +144,7 @@ class PortfolioEnv(TradingEnv):
     # ---- gymnax contract ----------------------------------------------------------------------------------
     def initial_state(self, bar, params: PortfolioParams) -> PortfolioState:
         del params
-        n, k = self.num_assets, self.trail_window
+        n, k = self.num_instruments, self.trail_window
         return PortfolioState(
             bar=jnp.asarray(bar, jnp.int32),
             time=jnp.zeros((), jnp.int32),
@@ -174,7 +174,7 @@ class PortfolioEnv(TradingEnv):
         }
 
     def get_obs(self, state: PortfolioState, params: PortfolioParams = None, key=None):
-        shape = (self.window, self.num_assets, self.asset_features)
+        shape = (self.window, self.num_instruments, self.asset_features)
         window = jax.lax.dynamic_slice(params.features, (state.bar - self.window + 1, 0, 0), shape)
         flags = self.guard_flags(state, params)
         book = jnp.stack([
@@ -191,10 +191,10 @@ class PortfolioEnv(TradingEnv):
         """Weights before guards and deadband, within the leverage (and net) caps."""
         a = jnp.asarray(action, jnp.float32).reshape(-1)
         if self.action_mode == "softmax":
-            return params.max_leverage * jax.nn.softmax(a)[: self.num_assets]
+            return params.max_leverage * jax.nn.softmax(a)[: self.num_instruments]
         w = jnp.tanh(a)
         net = jnp.sum(w)
-        w = w - (net - jnp.clip(net, -params.net_cap, params.net_cap)) / self.num_assets
+        w = w - (net - jnp.clip(net, -params.net_cap, params.net_cap)) / self.num_instruments
         gross = jnp.sum(jnp.abs(w))
         return w * jnp.minimum(1.0, params.max_leverage / jnp.maximum(gross, 1e-12))
 
@@ -282,14 +282,14 @@ class PortfolioEnv(TradingEnv):
 
     @property
     def num_actions(self) -> int:
-        return self.num_assets + (1 if self.action_mode == "softmax" else 0)
+        return self.num_instruments + (1 if self.action_mode == "softmax" else 0)
 
     def action_space(self, params: PortfolioParams | None = None):
         # Unbounded: softmax / tanh map any real vector into the caps.
         return Box(-jnp.inf, jnp.inf, (self.num_actions,), jnp.float32)
 
     def observation_space(self, params: PortfolioParams | None = None):
-        size = self.num_assets + NUM_BOOK + self.window * self.num_features
+        size = self.num_instruments + NUM_BOOK + self.window * self.num_features
         return Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
     # ---- the gate report's diagnostics (jaxrl.experiment.finish_attempt) ----------------------------------------
@@ -301,7 +301,7 @@ class PortfolioEnv(TradingEnv):
     def gate_diagnostics(self, info, market, report) -> dict[str, Any]:
         """Per-instrument average |weight|, Herfindahl concentration and guard hit rates over the gate window."""
         stats = portfolio_diagnostics(info)
-        symbols = [str(s) for s in getattr(market, "symbols", range(self.num_assets))]
+        symbols = [str(s) for s in getattr(market, "symbols", range(self.num_instruments))]
         weights = dict(zip(symbols, np.asarray(stats["avg_abs_weight"], np.float64).tolist()))
         guards = {g: float(stats[f"guard_rate/{g}"]) for g in GUARDS}
         herfindahl = float(stats["herfindahl"])
