@@ -117,17 +117,15 @@ class Prefixed:
         self.logger.close()
 
 
-class MemberLoggers:
-    """A population group's rows (a list per metric: one value per member) split into one logger per member; the
-    padding members beyond `len(loggers)` are dropped."""
+class Fanout:
+    """One stream of rows to each of several loggers (a run's trackers)."""
 
-    def __init__(self, loggers: Sequence[MetricLogger], on_close: Callable[[], None] | None = None):
+    def __init__(self, loggers: Sequence[MetricLogger]):
         self.loggers = list(loggers)
-        self.on_close = on_close
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
-        for i, logger in enumerate(self.loggers):
-            logger.log(step, {k: (v[i] if isinstance(v, list) else v) for k, v in metrics.items()})
+        for logger in self.loggers:
+            logger.log(step, metrics)
 
     def flush(self) -> None:
         for logger in self.loggers:
@@ -136,6 +134,22 @@ class MemberLoggers:
     def close(self) -> None:
         for logger in self.loggers:
             logger.close()
+
+
+class MemberLoggers(Fanout):
+    """A population group's rows (a list per metric: one value per member) split into one logger per member; the
+    padding members beyond `len(loggers)` are dropped."""
+
+    def __init__(self, loggers: Sequence[MetricLogger], on_close: Callable[[], None] | None = None):
+        super().__init__(loggers)
+        self.on_close = on_close
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        for i, logger in enumerate(self.loggers):
+            logger.log(step, {k: (v[i] if isinstance(v, list) else v) for k, v in metrics.items()})
+
+    def close(self) -> None:
+        super().close()
         if self.on_close is not None:
             self.on_close()
 

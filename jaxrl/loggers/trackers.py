@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from jaxrl.checkpoint import write_json_atomic
 from jaxrl.errors import UserError
-from jaxrl.loggers.base import MemberLoggers, MetricLogger
+from jaxrl.loggers.base import Fanout, MemberLoggers, MetricLogger
 
 IDS_FILE = "loggers.json"
 BACKENDS = ("jsonl", "tensorboard", "wandb", "mlflow")
@@ -40,25 +40,6 @@ def _module(backend: str):
         raise UserError(f"logger={backend} needs the {EXTRAS[backend]} package ({error}): "
                         f"pip install \"jaxrl[{backend}]\" (or pip install {EXTRAS[backend]})") from error
     return importlib.import_module(f"jaxrl.loggers.{backend}_logger")
-
-
-class Fanout:
-    """One run's rows to each of its trackers."""
-
-    def __init__(self, loggers: Sequence[MetricLogger]):
-        self.loggers = list(loggers)
-
-    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
-        for logger in self.loggers:
-            logger.log(step, metrics)
-
-    def flush(self) -> None:
-        for logger in self.loggers:
-            logger.flush()
-
-    def close(self) -> None:
-        for logger in self.loggers:
-            logger.close()
 
 
 class Trackers:
