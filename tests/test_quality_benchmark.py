@@ -144,6 +144,9 @@ def test_headline_counts_control_passes_and_ar1_checks():
     h = headline(stats)
     assert h["ppo_ar1_median_fraction_0bps"] == pytest.approx(0.9)
     assert h["ppo_ar1_min_share_080_0bps"] == pytest.approx(2 / 3)
+    two = stats[:1] + [cell_stats(_cell("ar1_b", [_member(1.9, 1), _member(2.0, 2)], 2.0))]
+    assert headline(two)["ppo_ar1_min_share_080_0bps"] == pytest.approx(2 / 3)
+    assert headline(two)["ppo_ar1_share_080_0bps"] == pytest.approx(4 / 5)  # pooled over the 5 seeds
     assert h["ppo_ar1_vs_naive_5bps"] == pytest.approx(0.8 - 0.6)
     assert h["control_passes"] == 1 and h["control_registered"] == 1
     assert h["mean_spearman_planted"] == pytest.approx(1.0)
