@@ -12,7 +12,7 @@ from jaxrl.gate.report import gate_setup
 
 
 def test_series_fields_and_alignment(spy, tmp_path):
-    window = gate_setup(spy, 30).window
+    window = gate_setup(spy, 30).span
     n = window.length
     exposures, strategy = np.linspace(-1, 1, n), np.full(n, 0.001)
     series = gate_series(spy, window, exposures, strategy)

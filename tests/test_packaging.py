@@ -55,12 +55,14 @@ def test_the_package_list_holds_every_package():
 def test_every_console_script_is_a_python_m_command():
     """Each `jaxrl-X` script points at a callable of the module `python -m jaxrl.X` runs (or its package)."""
     scripts = _pyproject()["project"]["scripts"]
-    readme_commands = set(re.findall(r"python -m jaxrl\.([a-z_]+)", (PROJECT_ROOT / "README.md").read_text()))
+    readme_commands = {name.split(".")[-1] for name in  # python -m jaxrl.data.fetch is jaxrl-fetch
+                       re.findall(r"python -m jaxrl\.([a-z_.]*[a-z_])", (PROJECT_ROOT / "README.md").read_text())}
     assert {f"jaxrl-{name}" for name in readme_commands} <= set(scripts)
     for script, target in scripts.items():
         module, function = target.split(":")
-        assert module.removesuffix(".__main__").removesuffix(".run").removesuffix(".cli") == \
-            f"jaxrl.{script.removeprefix('jaxrl-')}", script
+        name = script.removeprefix("jaxrl-")  # jaxrl-fetch is python -m jaxrl.data.fetch
+        assert module.removesuffix(".__main__").removesuffix(".run").removesuffix(".cli") in (
+            f"jaxrl.{name}", f"jaxrl.data.{name}"), script
         assert importlib.util.find_spec(module) is not None, target
 
 

@@ -18,7 +18,7 @@ from jaxrl.metrics import METRIC_NAMES
 from jaxrl.registry import Registry
 
 SPEC_FIELDS = set(METRIC_NAMES) | {
-    "passed", "threshold", "window", "periods_per_year", "years", "exec_lag", "cost_bps", "start", "end",
+    "passed", "threshold", "rolling_window", "periods_per_year", "years", "exec_lag", "cost_bps", "start", "end",
     "n_returns", "symbol", "data_sha256",
 }
 
