@@ -238,23 +238,27 @@ def test_a_killed_population_resumes_without_repeating_finished_groups(populatio
     settings = ("run.num_seeds=2", f"sweep.lr=[{LRS[0]}]", "run.population_chunk=1", "run.save_checkpoint=false",
                 "run.plots=false")
     printer = population_run_module.progress_printer
-    calls = []
+    calls = []  # (group, chunks done, total, members stopped flat) for every chunk
 
     def killing_printer(learner, say, members=1):
-        inner = printer(learner, say, members)
+        inner, group = printer(learner, say, members), len({call[0] for call in calls})
 
-        def on_chunk(done, total, *args):
-            inner(done, total, *args)
-            calls.append(done)
-            if len(calls) == 4:  # group 0: chunks 1..3; group 1: killed after its first chunk
+        def on_chunk(done, total, metrics, history, state, timings):
+            inner(done, total, metrics, history, state, timings)
+            calls.append((group, done, total, np.asarray(state["selection"].stopped).tolist()))
+            if group == 1:  # group 0 ran all its chunks; group 1 is killed after its first chunk
                 raise KeyboardInterrupt("killed")
 
         return on_chunk
 
     monkeypatch.setattr(population_run_module, "progress_printer", killing_printer)
     out = tmp_path / "killed"
-    with pytest.raises(KeyboardInterrupt):
+    try:
         run_experiment(tiny_config(*settings), out, verbose=False)
+        pytest.fail(f"not killed: every chunk ran ({calls})")
+    except KeyboardInterrupt:
+        pass
+    assert [call[:3] for call in calls] == [(0, 1, 3), (0, 2, 3), (0, 3, 3), (1, 1, 3)], calls
     assert (out / "group00" / "done.json").exists() and not (out / "group01" / "done.json").exists()
     first_gate = (out / "members" / "m00_s0_lr0.001" / "gate.json").read_text()
     monkeypatch.setattr(population_run_module, "progress_printer", printer)
