@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import jax
 import pytest
@@ -115,3 +116,25 @@ def test_memory_entry_counts_the_market_once(gpu_small):
     assert memory["fits_host_24gib"] and memory["fits_gpu_80gib"]
     assert memory["max_members_gpu_80gib"] > memory["max_members_host_24gib"] > 1000
     assert memory["max_members_host_24gib"] >= memory["max_members_host_24gib_before"]
+
+
+def test_gpu_bench_script_runs_the_gpu_suite_and_refuses_a_cpu(tmp_path):
+    import os
+    import subprocess
+
+    from jaxrl.experiment import PROJECT_ROOT
+
+    script = PROJECT_ROOT / "launch" / "gpu_bench.sh"
+    assert os.access(script, os.X_OK) and subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    dry = subprocess.run([str(script), str(tmp_path / "out"), "--only", "env/*"], capture_output=True, text=True,
+                         env={**os.environ, "GPU_BENCH_DRY_RUN": "1"}, cwd=PROJECT_ROOT)
+    assert dry.returncode == 0
+    assert dry.stdout.split() == ["timeout", "600", "python", "-m", "jaxrl.bench", "--suite", "gpu", "--out",
+                                  str(tmp_path / "out" / "bench.json"), "--only", "env/*"]
+    if jax.devices()[0].platform == "cpu":  # this machine: refused before anything runs, with the way out
+        env = {k: v for k, v in os.environ.items() if k != "GPU_BENCH_ALLOW_CPU"}
+        refused = subprocess.run([str(script), str(tmp_path / "cpu")], capture_output=True, text=True,
+                                 env={**env, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}, cwd=PROJECT_ROOT,
+                                 timeout=120)
+        assert refused.returncode == 2 and "--size small" in refused.stderr
+        assert not (tmp_path / "cpu").exists()
