@@ -14,7 +14,6 @@ whole env params back together before calling the learner, so the learner sees e
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Any
 
 import jax
