@@ -8,8 +8,8 @@
 # env at 256 / 4,096 / 65,536 envs with compile in its wall time, 1,024 PPO members, the gate backtest of 1,024
 # policies, 100,000 ReBRAC updates projected to 1M, the sequence backbones at 4,096 envs, the memory estimate).
 # Nothing here has run on an accelerator yet: the sizes are estimates. The JSON and the table are rewritten after
-# every entry, and the run stops after GPU_BENCH_TIMEOUT seconds (default 600): a run cut short still prints what it
-# measured. A CPU-only JAX is refused (GPU_BENCH_ALLOW_CPU=1 runs anyway; `--size small` is the CPU-sized suite).
+# every entry, an entry that fails (out of memory) is recorded and the next one runs (--keep-going), and the run
+# stops after GPU_BENCH_TIMEOUT seconds (default 600): a run cut short still prints what it measured. A CPU-only JAX is refused (GPU_BENCH_ALLOW_CPU=1 runs anyway; `--size small` is the CPU-sized suite).
 # GPU_BENCH_DRY_RUN=1 prints the benchmark command instead of running it.
 set -euo pipefail
 
@@ -17,7 +17,7 @@ OUT_DIR="${1:-bench-gpu}"
 shift || true
 PYTHON="${PYTHON:-python}"
 TIMEOUT="${GPU_BENCH_TIMEOUT:-600}"
-COMMAND=("$PYTHON" -m jaxrl.bench --suite gpu --out "$OUT_DIR/bench.json" "$@")
+COMMAND=("$PYTHON" -m jaxrl.bench --suite gpu --keep-going --out "$OUT_DIR/bench.json" "$@")
 
 if [[ -n "${GPU_BENCH_DRY_RUN:-}" ]]; then
   echo "timeout $TIMEOUT ${COMMAND[*]}"

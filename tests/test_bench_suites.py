@@ -129,8 +129,8 @@ def test_gpu_bench_script_runs_the_gpu_suite_and_refuses_a_cpu(tmp_path):
     dry = subprocess.run([str(script), str(tmp_path / "out"), "--only", "env/*"], capture_output=True, text=True,
                          env={**os.environ, "GPU_BENCH_DRY_RUN": "1"}, cwd=PROJECT_ROOT)
     assert dry.returncode == 0
-    assert dry.stdout.split() == ["timeout", "600", "python", "-m", "jaxrl.bench", "--suite", "gpu", "--out",
-                                  str(tmp_path / "out" / "bench.json"), "--only", "env/*"]
+    assert dry.stdout.split() == ["timeout", "600", "python", "-m", "jaxrl.bench", "--suite", "gpu", "--keep-going",
+                                  "--out", str(tmp_path / "out" / "bench.json"), "--only", "env/*"]
     if jax.devices()[0].platform == "cpu":  # this machine: refused before anything runs, with the way out
         env = {k: v for k, v in os.environ.items() if k != "GPU_BENCH_ALLOW_CPU"}
         refused = subprocess.run([str(script), str(tmp_path / "cpu")], capture_output=True, text=True,
@@ -138,3 +138,13 @@ def test_gpu_bench_script_runs_the_gpu_suite_and_refuses_a_cpu(tmp_path):
                                  timeout=120)
         assert refused.returncode == 2 and "--size small" in refused.stderr
         assert not (tmp_path / "cpu").exists()
+
+
+def test_keep_going_records_a_failed_entry_and_exits_nonzero(tmp_path):
+    out = tmp_path / "failed.json"
+    with pytest.raises(SystemExit, match=r"1 entries failed: memory/population: ValueError: .*num_minibatches"):
+        bench.main(["--suite", "memory", "--size", "small", "--keep-going", "--out", str(out),
+                    "--override", "agent.num_minibatches=3"])  # 64 x 64 steps do not split into 3 minibatches
+    (failed,) = json.loads(out.read_text())
+    assert failed["name"] == "memory/population" and "num_minibatches" in failed["error"]
+    assert "- memory/population failed: ValueError" in out.with_suffix(".md").read_text()

@@ -81,6 +81,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-members", type=int,
                         help=f"memory/population: members of the estimated population (default "
                              f"{FULL['memory_members']})")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="an entry that fails (e.g. out of device memory) is recorded with its error and the "
+                             "next one runs; the exit status is 1 at the end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", action="append", default=[],
                         help=f"run entries matching this glob (repeatable; within --suite when one is given); "
@@ -152,7 +155,8 @@ def markdown(records: list[Record], header: str) -> str:
         lines.append(f"| {r['name']} | {r['num_envs']:,} | {r['steps_per_s']:,.0f} | {compile_s} | "
                      f"{r['run_s']:.3f} | {wall:.2f} | {', '.join(n for n in notes if n)} |")
     memory = format_memory(records)
-    return "\n".join(lines + (["", memory] if memory else [])) + "\n"
+    failed = [f"- {r['name']} failed: {r['error'][:300]}" for r in records if "error" in r]
+    return "\n".join(lines + (["", memory] if memory else []) + (["", *failed] if failed else [])) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> list[Record]:
@@ -181,9 +185,16 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     records: list[Record] = []
     for name, suite_overrides in entries:
         start = time.perf_counter()
-        new = BENCHMARKS[name](replace(bench, suite_overrides=suite_overrides))
+        try:
+            new = BENCHMARKS[name](replace(bench, suite_overrides=suite_overrides))
+        except Exception as error:  # noqa: BLE001 (--keep-going: recorded, reported, exit status 1)
+            if not args.keep_going:
+                raise
+            new = [{"name": name, "error": f"{type(error).__name__}: {error}"[:2000], "device": bench.device,
+                    "num_envs": 0}]
         for r in new:
-            rate = f"{r['steps_per_s']:>14,.0f} steps/s" if "steps_per_s" in r else "(memory estimate)"
+            rate = (f"{r['steps_per_s']:>14,.0f} steps/s" if "steps_per_s" in r else
+                    f"FAILED {r['error'][:200]}" if "error" in r else "(memory estimate)")
             print(f"  {r['name']:<30} {r['num_envs']:>7d} envs  {rate}", flush=True)
         print(f"  ({name}: {time.perf_counter() - start:.1f}s)", flush=True)
         records.extend(new)
@@ -202,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     out.write_text(json.dumps(records, indent=2) + "\n")
     table.write_text(markdown(records, f"### {header}"))
     print(f"wrote {out} and {table}")
+    failed = [r for r in records if "error" in r]
+    if failed:
+        raise SystemExit(f"{len(failed)} entries failed: " + "; ".join(f"{r['name']}: {r['error'][:300]}"
+                                                                     for r in failed))
     return records
 
 
