@@ -88,10 +88,10 @@ def alone(population_run):
     gate = jax.jit(learner.evaluate_gate)
     singles = []
     for i in range(len(members)):
-        one = jax.tree.map(lambda x: x[i], inputs)
-        state, metrics, history = run(init(one.keys, one.hyper, one.env_params))
+        key, hyper, env_params = inputs.member(i)
+        state, metrics, history = run(init(key, hyper, env_params))
         singles.append({"state": state, "metrics": metrics, "history": history,
-                        "gate": gate(learner.chosen_params(state), one.env_params)["metrics"]})
+                        "gate": gate(learner.chosen_params(state), env_params)["metrics"]})
     assert run._cache_size() == 1  # 16 members alone: one compiled single-run program
     return experiment, members, inputs, singles
 
@@ -275,12 +275,59 @@ def test_memory_check_fails_early_with_a_clear_message(alone):
     population = Population(experiment.learner, inputs)
     estimate = check_memory(population)
     assert estimate["per_member_bytes"] > estimate["state_bytes"] > 0 and estimate["batch_bytes"] > 0
-    fits = int(0.01 * 2**30 // estimate["per_member_bytes"])
+    fits = int((0.01 * 2**30 - 2 * estimate["shared_bytes"]) // estimate["per_member_bytes"])  # market held once
     assert 1 <= fits < 16
     with pytest.raises(PopulationTooLarge, match=rf"population of 16 members needs about .* GiB per device .* "
                                                  rf"run.memory_limit_gb=0.01 allows 0.01 GiB: set "
                                                  rf"run.population_chunk <= {fits} so the members run in groups"):
         check_memory(population, 0.01)
+
+
+def _nbytes(tree) -> int:
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def test_the_market_is_held_once_whatever_the_population_size():
+    """Members share one copy of the market arrays: the inputs, the state and the estimate hold it once, so going
+    from 2 to 16 members adds 14 members' own bytes and no market (it used to add 14 x 3 markets)."""
+    from jaxrl.population import Member
+
+    experiment = Experiment.from_config(tiny_config())
+    learner, base = experiment.learner, experiment.env_params
+    market = sum(np.asarray(x).nbytes for x in jax.tree.leaves(base) if np.ndim(x) >= 1)
+    assert market >= np.asarray(base.features).nbytes > 0
+    estimates = {}
+    for size in (2, 16):
+        members = [Member(i, i, {"env.cost_bps": float(i)}) for i in range(size)]  # a swept env setting too
+        inputs = member_inputs(learner, base, members)
+        population = Population(learner, inputs)
+        estimate = estimates[size] = population.memory_estimate()
+        assert _nbytes(inputs.env_params.shared) == estimate["shared_bytes"] == market
+        assert _nbytes(inputs.env_params.members) < size * 1024  # per member: its scalar settings only
+        # what the population state really allocates: each member's own state, and the market once
+        state = jax.eval_shape(population.init_state, inputs)
+        assert _nbytes(state) == size * estimate["state_bytes"] + market
+        # a member's params put back together are the ones it would train alone with
+        key, _, alone = inputs.member(size - 1)
+        assert np.array_equal(key, jax.random.PRNGKey(size - 1))
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(base.replace(cost_bps=float(size - 1)))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b, np.asarray(a).dtype))  # scalars as float32
+    two, sixteen = estimates[2], estimates[16]
+    assert two["state_bytes"] == sixteen["state_bytes"]
+    assert sixteen["per_device_bytes"] - two["per_device_bytes"] == 14 * two["per_member_bytes"]
+    assert sixteen["per_device_bytes"] == 16 * two["per_member_bytes"] + 2 * market
+    # every member with its own copy (the estimate before the market was shared): 3 markets per member
+    assert sixteen["unshared_per_device_bytes"] == 16 * (two["per_member_bytes"] + 3 * market)
+
+
+def test_an_environment_that_rewrites_its_data_shares_nothing():
+    """A synthetic bank is rewritten per member during training (`refresh`): each member keeps its own copy."""
+    from jaxrl.population import Member
+
+    experiment = Experiment.from_config(tiny_config("data.train_source=mix", "data.synthetic_paths=2"))
+    inputs = member_inputs(experiment.learner, experiment.env_params, [Member(i, i, {}) for i in range(2)])
+    assert jax.tree.leaves(inputs.env_params.shared) == []
+    assert inputs.env_params.members.features.shape == (2, *np.shape(experiment.env_params.features))
 
 
 def test_a_population_too_large_fails_before_compiling(tmp_path):

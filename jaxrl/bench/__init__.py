@@ -8,9 +8,14 @@ population size is one more `@benchmark("...")` function, not a copy of the timi
     python -m jaxrl.bench --quick                  # smoke run in seconds
     python -m jaxrl.bench --env-counts 1,64,1024 --steps 500 --only 'env/*' --out /tmp/bench.json
     python -m jaxrl.bench --override agent.num_envs=256   # any hydra override of hydra_conf/config.yaml
+    python -m jaxrl.bench --suite gpu                      # an accelerator at scale (launch/gpu_bench.sh)
+    python -m jaxrl.bench --suite gpu --size small         # the same entries, scaled down to a CPU smoke run
+    python -m jaxrl.bench --suite memory                   # does a 1,024-member population fit 24 / 80 GiB?
 
 Timing rules: compile time is `jax.jit(f).lower(...).compile()` alone; run time is the best of `--repeats` calls of
-the compiled function, each ended with `block_until_ready`. steps/s = environment steps / run seconds.
+the compiled function, each ended with `block_until_ready`. steps/s = environment steps / run seconds. A suite
+(`SUITES` in core.py) is a list of entries with their sizes (`full` and `small`); the records go to `--out` (JSON)
+and a Markdown table next to it, rewritten after every entry.
 """
 
 import os
@@ -28,11 +33,14 @@ def expose_cpu_cores() -> None:
 expose_cpu_cores()
 
 from jaxrl.bench.core import (  # noqa: E402
-    BENCHMARKS, FULL, QUICK, Bench, Record, benchmark, best_time, compile_timed, load_average,
+    BENCHMARKS, FULL, QUICK, SUITES, Bench, Record, Suite, benchmark, best_time, compile_timed, load_average,
 )
 # Entry modules register themselves; a new area (an env family, backbones, populations) is one more module here.
-from jaxrl.bench import envs, learners, backbones, populations, startup  # noqa: E402,F401
-from jaxrl.bench.cli import add_reference_ratios, cli, format_table, main, parse_args, select  # noqa: E402
+from jaxrl.bench import envs, learners, backbones, populations, startup, scale, memory  # noqa: E402,F401
+from jaxrl.bench.cli import (  # noqa: E402
+    add_reference_ratios, cli, format_table, main, markdown, parse_args, select, suite_entries,
+)
 
-__all__ = ["expose_cpu_cores", "BENCHMARKS", "FULL", "QUICK", "Bench", "Record", "benchmark", "best_time",
-           "compile_timed", "load_average", "add_reference_ratios", "cli", "format_table", "main", "parse_args", "select"]
+__all__ = ["expose_cpu_cores", "BENCHMARKS", "FULL", "QUICK", "SUITES", "Bench", "Record", "Suite", "benchmark",
+           "best_time", "compile_timed", "load_average", "add_reference_ratios", "cli", "format_table", "main",
+           "markdown", "parse_args", "select", "suite_entries"]

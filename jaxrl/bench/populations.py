@@ -23,11 +23,10 @@ def bench_population(bench: Bench, name: str, learner, env_params, size: int, me
     members = [Member(i, bench.seed + i, {}) for i in range(size)]
     population = Population(learner, member_inputs(learner, env_params, members), mesh)
     state = population.place_state(jax.jit(population.init_state)(population.inputs))
-    runners = state["runner"]
     compiled, compile_s = compile_timed(partial(population.run_updates, num_updates=bench.population_updates),
-                                        runners)
-    jax.block_until_ready(compiled(runners))  # first call outside the timing
-    run_s = best_time(lambda: compiled(runners), bench.repeats)
+                                        state)
+    jax.block_until_ready(compiled(state))  # first call outside the timing
+    run_s = best_time(lambda: compiled(state), bench.repeats)
     steps = size * bench.population_updates * learner.steps_per_update
     record = bench.record(name, size * learner.config.num_envs, steps, compile_s, run_s, members=size,
                           updates=bench.population_updates, per_member_steps_per_s=steps / run_s / size,

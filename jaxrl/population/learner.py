@@ -4,24 +4,47 @@
 `chosen_params` over the members (`members_gate` backtests them all). With a mesh of several devices the member axis is split over them with
 `shard_map`: each device runs the same vmapped program on its own members and nothing crosses devices, so the
 result equals a one-device run of the same population member for member.
+
+The market arrays are held once (`jaxrl.population.members.MemberEnv`): the population state is the learner's state
+with a member axis, whose runners carry only their own env settings, plus `state["shared_env"]`, the arrays every
+member reads (vmapped with in_axes=None, replicated on every device of the mesh). Each compiled call puts a member's
+whole env params back together before calling the learner, so the learner sees exactly what a single run sees.
 """
 
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxrl.population.members import MemberInputs
+from jaxrl.population.members import MemberEnv, MemberInputs, merge_env, own_env
 from jaxrl.sharding import shard_map_unchecked
 
 AXIS = "members"
 MEMBERS = PartitionSpec(AXIS)  # leaves with the member axis first (the state)
 PER_UPDATE = PartitionSpec(None, AXIS)  # per-update metrics and per-evaluation history: (time, member)
+REPLICATED = PartitionSpec()  # the shared market: whole on every device
+SHARED = "shared_env"  # the population state's key for the market arrays every member reads (held once)
+
+
+def member_state(state) -> dict:
+    """The part of a population state with a member axis (everything but the shared market)."""
+    return {k: v for k, v in state.items() if k != SHARED}
+
+
+def with_env(state, shared):
+    """One member's learner state with its whole env params (its own settings and the shared market)."""
+    runner = state["runner"]
+    return {**state, "runner": runner.replace(env_params=merge_env(runner.env_params, shared))}
+
+
+def without_env(state, shared):
+    """One member's learner state as the population keeps it: the shared market left out of its runner."""
+    runner = state["runner"]
+    return {**state, "runner": runner.replace(env_params=own_env(runner.env_params, shared))}
 
 
 def member_mesh(devices=None) -> Mesh:
@@ -29,13 +52,17 @@ def member_mesh(devices=None) -> Mesh:
     return Mesh(np.array(jax.devices() if devices is None else list(devices)), (AXIS,))
 
 
-def members_gate(learner, state, env_params):
+def members_gate(learner, state, env_params: MemberEnv):
     """(chosen parameters, gate backtest) of every member of a population state: jit it once per learner and every
-    group reuses it (it reads no Population)."""
-    params = jax.vmap(learner.chosen_params)(state)
+    group reuses it (it reads no Population). The market of `env_params` is read once by every member."""
+    params = jax.vmap(learner.chosen_params)(member_state(state))
     if learner.gate is None:
         return params, None
-    return params, jax.vmap(learner.evaluate_gate)(params, env_params)
+
+    def gate(member_params, own, shared):
+        return learner.evaluate_gate(member_params, merge_env(own, shared))
+
+    return params, jax.vmap(gate, in_axes=(0, 0, None))(params, env_params.members, env_params.shared)
 
 
 class Population:
@@ -67,48 +94,75 @@ class Population:
         return self.inputs
 
     def init_state(self, inputs: MemberInputs):
-        return jax.vmap(self.learner.init_state)(inputs.keys, inputs.hyper, inputs.env_params)
+        env = inputs.env_params
+
+        def one(key, hyper, own, shared):
+            return without_env(self.learner.init_state(key, hyper, merge_env(own, shared)), shared)
+
+        members = jax.vmap(one, in_axes=(0, 0, 0, None))(inputs.keys, inputs.hyper, env.members, env.shared)
+        return {**members, SHARED: env.shared}
 
     def place_state(self, state):
-        """Spread the member axis over the mesh (a no-op on one device)."""
+        """Spread the member axis over the mesh, the shared market whole on every device (a no-op on one device)."""
         if self.mesh is None:
             return state
-        return jax.device_put(state, NamedSharding(self.mesh, MEMBERS))
+        members = jax.device_put(member_state(state), NamedSharding(self.mesh, MEMBERS))
+        return {**members, SHARED: jax.device_put(state[SHARED], NamedSharding(self.mesh, REPLICATED))}
 
     def _over_members(self, fn, out_specs):
-        """`fn` vmapped over the members (per-update outputs get the member axis second), and on a mesh split over
-        its devices: each device runs the vmapped program on its own members."""
-        run = jax.vmap(fn, out_axes=tuple(0 if spec is MEMBERS else 1 for spec in out_specs))
+        """`fn(member state, shared market)` vmapped over the members (the market unbatched; per-update outputs get
+        the member axis second), and on a mesh split over its devices: each device runs the vmapped program on its
+        own members with its own copy of the market."""
+        run = jax.vmap(fn, in_axes=(0, None), out_axes=tuple(0 if spec is MEMBERS else 1 for spec in out_specs))
         if self.mesh is None:
             return run
-        return shard_map_unchecked(run, self.mesh, (MEMBERS,), out_specs)
+        return shard_map_unchecked(run, self.mesh, (MEMBERS, REPLICATED), out_specs)
 
     def run_periods(self, state, num_periods: int):
-        return self._over_members(partial(self.learner.run_periods, num_periods=num_periods),
-                                  (MEMBERS, PER_UPDATE, PER_UPDATE))(state)
+        def one(mine, shared):
+            out, metrics, history = self.learner.run_periods(with_env(mine, shared), num_periods=num_periods)
+            return without_env(out, shared), metrics, history
 
-    def run_updates(self, runners, num_updates: int):
-        """`num_updates` updates of every member's runner, no validation (what the benchmark times)."""
-        return self._over_members(partial(self.learner.run_updates, num_updates=num_updates),
-                                  (MEMBERS, PER_UPDATE))(runners)
+        members, metrics, history = self._over_members(one, (MEMBERS, PER_UPDATE, PER_UPDATE))(
+            member_state(state), state[SHARED])
+        return {**members, SHARED: state[SHARED]}, metrics, history
+
+    def run_updates(self, state, num_updates: int):
+        """`num_updates` updates of every member's runner, no validation (what the benchmark times): (state with
+        the new runners, per-update metrics)."""
+        def one(mine, shared):
+            runner, metrics = self.learner.run_updates(with_env(mine, shared)["runner"], num_updates=num_updates)
+            return without_env({"runner": runner}, shared)["runner"], metrics
+
+        runners, metrics = self._over_members(one, (MEMBERS, PER_UPDATE))({"runner": state["runner"]},
+                                                                          state[SHARED])
+        return {**state, "runner": runners}, metrics
 
     def chosen_params(self, state):
-        return jax.vmap(self.learner.chosen_params)(state)
+        return jax.vmap(self.learner.chosen_params)(member_state(state))
 
     # ---- memory ---------------------------------------------------------------------------------------------
     def memory_estimate(self) -> dict[str, int]:
-        """Bytes one member needs, from shapes only (nothing is compiled): its state (parameters, optimiser,
-        environments, selection) counted three times (the state in, the state out and the gradients / best
-        parameters alive during an update) plus the learner's per-update batch (PPO: the rollout) counted four
-        times (the batch, its shuffled copy, the minibatches and their activations)."""
-        one = jax.tree.map(lambda x: x[0], self.inputs)
-        state = jax.eval_shape(self.learner.init_state, one.keys, one.hyper, one.env_params)
-        state_bytes = _nbytes(state)
-        batch_bytes = int(self.learner.batch_bytes(state))
+        """Bytes the population needs on one device, from shapes only (nothing is compiled).
+
+        Per member: its state (parameters, optimiser, environments, selection, its own env settings) counted three
+        times (the state in, the state out and the gradients / best parameters alive during an update) plus the
+        learner's per-update batch (PPO: the rollout) counted four times (the batch, its shuffled copy, the
+        minibatches and their activations). Per device, once: the shared market, twice (a compiled call's input and
+        its output copy). `unshared_per_device_bytes` is what the same population needed when every member held
+        its own copy of the market (its state counted three times with the market in it)."""
+        key, hyper, env_params = self.inputs.member(0)
+        single = jax.eval_shape(self.learner.init_state, key, hyper, env_params)  # one member, as a run alone
+        population = jax.eval_shape(self.init_state, self.inputs)
+        shared_bytes = _nbytes(population[SHARED])
+        state_bytes = _nbytes(member_state(population)) // self.size
+        batch_bytes = int(self.learner.batch_bytes(single))
         per_member = 3 * state_bytes + 4 * batch_bytes
+        members_per_device = -(-self.size // self.num_devices)
         return {"state_bytes": state_bytes, "batch_bytes": batch_bytes, "per_member_bytes": per_member,
-                "members_per_device": -(-self.size // self.num_devices),
-                "per_device_bytes": per_member * -(-self.size // self.num_devices)}
+                "shared_bytes": shared_bytes, "members_per_device": members_per_device,
+                "per_device_bytes": per_member * members_per_device + 2 * shared_bytes,
+                "unshared_per_device_bytes": (3 * _nbytes(single) + 4 * batch_bytes) * members_per_device}
 
 
 def _nbytes(tree) -> int:
@@ -145,13 +199,14 @@ def check_memory(population: Population, limit_gb: float | None = None) -> dict[
     estimate.update({"limit_bytes": limit, "limit_source": source})
     need = estimate["per_device_bytes"]
     if need > limit:
-        fits = limit // max(estimate["per_member_bytes"], 1)
+        fits = max(limit - 2 * estimate["shared_bytes"], 0) // max(estimate["per_member_bytes"], 1)
         advice = (f"set run.population_chunk <= {fits * population.num_devices} so the members run in groups that "
                   f"fit" if fits >= 1 else
                   "even one member does not fit: shrink agent.num_envs, agent.num_steps or the network")
         raise PopulationTooLarge(
             f"population of {population.size} members needs about {need / 2**30:.2f} GiB per device "
             f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:.1f} MiB: state "
-            f"{estimate['state_bytes'] / 2**20:.1f} MiB, batch {estimate['batch_bytes'] / 2**20:.1f} MiB) but "
+            f"{estimate['state_bytes'] / 2**20:.1f} MiB, batch {estimate['batch_bytes'] / 2**20:.1f} MiB; plus the "
+            f"shared market {estimate['shared_bytes'] / 2**20:.1f} MiB x 2) but "
             f"{source} allows {limit / 2**30:.2f} GiB: {advice}")
     return estimate

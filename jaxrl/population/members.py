@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from jaxrl.envs.base import capabilities
+
 # sweep name -> env params field, for names that live outside `env.` in the config
 ENV_ALIASES = {"data.synthetic_fraction": "synthetic_fraction"}
 
@@ -47,12 +49,55 @@ class Member:
         return {"index": self.index, "label": self.label, "seed": self.seed, "values": dict(self.values)}
 
 
+def _none(x) -> bool:
+    return x is None
+
+
+def merge_env(own, shared):
+    """One member's whole env params from its own leaves and the shared ones (each tree holds None where the
+    other has the leaf; works on traced, device and host values)."""
+    return jax.tree.map(lambda mine, common: common if mine is None else mine, own, shared, is_leaf=_none)
+
+
+def own_env(env_params, shared):
+    """`env_params` without the leaves `shared` holds (None there): what a member's state carries itself."""
+    return jax.tree.map(lambda common, leaf: leaf if common is None else None, shared, env_params, is_leaf=_none)
+
+
+class MemberEnv(NamedTuple):
+    """A population's environment params, the market held once.
+
+    Members differ only in traced numbers (swept settings), never in the market arrays, so every array leaf (returns,
+    features, entry signals, ...) lives once in `shared` (no member axis; vmapped with in_axes=None) and every
+    scalar setting, swept or not, is stacked per member in `members` (M,). Each tree holds None where the other has
+    the leaf. Which leaves are shared depends only on the params' type, never on the sweep, so every population of
+    one experiment compiles to one program. An environment that rewrites its data during training
+    (`refreshes_data`: a synthetic bank) shares nothing: each member keeps its own copy."""
+
+    members: Any  # per-member leaves stacked (M, ...), None where shared
+    shared: Any  # the market arrays, once, None where per member
+
+    def member(self, index: int):
+        """Member `index`'s whole env params (as a single run holds them)."""
+        return merge_env(jax.tree.map(lambda x: x[index], self.members), self.shared)
+
+
+def split_env(env_params, share: bool) -> tuple[Any, Any]:
+    """(own, shared) parts of one env params: arrays of one or more dimensions are shared when `share`."""
+    shared = jax.tree.map(lambda x: jnp.asarray(x) if share and np.ndim(x) >= 1 else None, env_params)
+    return own_env(env_params, shared), shared
+
+
 class MemberInputs(NamedTuple):
-    """What the compiled population starts from, each with a leading member axis."""
+    """What the compiled population starts from, each with a leading member axis (the shared market aside)."""
 
     keys: jnp.ndarray  # (M, 2) PRNGKey(seed) of each member
     hyper: Any  # the learner's hyperparameter struct, leaves (M,)
-    env_params: Any  # the environment params, every leaf stacked (M, ...)
+    env_params: MemberEnv  # the environment params: per-member leaves stacked (M, ...), market arrays once
+
+    def member(self, index: int):
+        """(key, hyper, env params) of member `index`: what it takes to train it alone."""
+        return (self.keys[index], jax.tree.map(lambda x: x[index], self.hyper), self.env_params.member(index))
 
 
 def sweep_lists(cfg: DictConfig) -> dict[str, list[float]]:
@@ -153,16 +198,29 @@ def member_config(cfg: DictConfig, member: Member) -> DictConfig:
 
 
 def member_inputs(learner, base_env_params, members: list[Member]) -> MemberInputs:
-    """Stack each member's key, hyperparameters and env params (swept fields replaced) along axis 0."""
+    """Stack each member's key, hyperparameters and own env settings (swept fields replaced) along axis 0; the
+    market arrays of `base_env_params` are held once (`MemberEnv`)."""
     default = learner_hyper(learner)
     check_sweep_names(list(members[0].values) if members else [], default, base_env_params)
+    _, shared = split_env(base_env_params, share=not capabilities(learner.env).refreshes_data)
     hypers, envs = [], []
     for member in members:
         hyper_values = {n: v for n, v in member.values.items() if env_field(n) is None}
         env_values = {env_field(n): v for n, v in member.values.items() if env_field(n) is not None}
         hypers.append(default.replace(**{n: jnp.asarray(v, jnp.float32) for n, v in hyper_values.items()}))
-        envs.append(base_env_params.replace(**{n: float(v) for n, v in env_values.items()}) if env_values
-                    else base_env_params)
-    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)  # noqa: E731
-    keys = jnp.stack([jax.random.PRNGKey(m.seed) for m in members])
-    return MemberInputs(keys, stack(hypers), stack(envs))
+        env = (base_env_params.replace(**{n: float(v) for n, v in env_values.items()}) if env_values
+               else base_env_params)
+        envs.append(own_env(env, shared))
+    stack = lambda trees: jax.tree.map(lambda *xs: _stack(xs), *trees)  # noqa: E731
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([m.seed for m in members]))  # PRNGKey(seed) of each
+    return MemberInputs(keys, stack(hypers), MemberEnv(stack(envs), shared))
+
+
+def _stack(values) -> jnp.ndarray:
+    """`jnp.stack` of one leaf of every member; a value no member changed (the same object in all) is broadcast in
+    one operation, so a population of thousands is built in well under a second."""
+    first = values[0]
+    if all(value is first for value in values):
+        one = jnp.asarray(first)
+        return jnp.broadcast_to(one, (len(values), *one.shape))
+    return jnp.stack([jnp.asarray(value) for value in values])

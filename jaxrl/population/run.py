@@ -179,7 +179,8 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
         (member_dir / "config.yaml").write_text(OmegaConf.to_yaml(member_cfg))
         rows, evals = member_slice(metrics_rows, i), member_slice(evaluations, i)
         result = finish_attempt(
-            member_cfg, dataclasses.replace(experiment, cfg=member_cfg, env_params=mine(env_params)), member_dir,
+            member_cfg, dataclasses.replace(experiment, cfg=member_cfg, env_params=env_params.member(i)),
+            member_dir,
             mine(params), mine(selection), None if evaluated is None else mine(evaluated), rows, evals, timings,
             seed=member.seed, member=member.as_dict(), gate_trials=trials)
         result["member"] = member.as_dict()
