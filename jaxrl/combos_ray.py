@@ -135,7 +135,11 @@ def run_grid_on_ray(cfg: DictConfig, cli_overrides: Sequence[str],
     sweep = prepare_sweep(cfg, cli_overrides)  # the grid and the overrides are checked before Ray starts
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=settings.address)
+        try:
+            ray.init(address=settings.address)
+        except ConnectionError as error:
+            raise UserError(f"ray.address={settings.address}: no Ray cluster there ({first_line(error)}); start one "
+                            f"(ray start --head, ray up) or leave ray.address=null for a local instance") from None
     pending: dict[Any, Job] = {}
     try:
         gpus = settings.num_gpus_per_combo

@@ -15,6 +15,7 @@ import jaxrl.combos_ray as combos_ray
 from jaxrl.combos import CONFIG_DIR, passthrough_overrides, run_combos
 from jaxrl.errors import UserError
 from jaxrl.registry import Registry
+from jaxrl.reports.scoreboard import SCOREBOARD_JSON
 from jaxrl.runlock import LOCK_FILE, RunLocked, acquire, read_lock, release, run_lock
 
 ray = pytest.importorskip("ray", reason='launcher=ray needs Ray: pip install -e ".[ray]" (the dev extra has it)')
@@ -77,8 +78,10 @@ def test_four_combinations_run_two_at_a_time_and_a_killed_one_resumes(ray_instan
         rows = [json.loads(line) for line in open(os.path.join(entry["run_dir"], "metrics.jsonl"))]
         assert [row["update"] for row in rows] == list(range(1, 7)), entry["key"]
         assert not os.path.exists(os.path.join(entry["run_dir"], LOCK_FILE))
-    attempts = Registry(tmp_path / "registry").attempts()
-    assert sorted(a["attempt_id"] for a in attempts) == sorted(e["attempt_id"] for e in entries.values())
+    registry = Registry(tmp_path / "registry")  # four processes recorded into it concurrently: nothing lost
+    attempt_ids = sorted(e["attempt_id"] for e in entries.values())
+    assert sorted(a["attempt_id"] for a in registry.attempts()) == attempt_ids  # one attempt per combination
+    assert sorted(row["attempt_id"] for row in json.loads(registry.read_text(SCOREBOARD_JSON))["rows"]) == attempt_ids
     state = json.loads((tmp_path / "runs" / "combos_state.json").read_text())["combinations"]
     assert state["spy/ppo/mlp/s3"]["status"] == "done" and state["spy/ppo/mlp/s3"]["attempt_id"]
     out = capsys.readouterr().out
