@@ -174,9 +174,10 @@ def run_grid_on_ray(cfg: DictConfig, cli_overrides: Sequence[str],
 def _record(sweep: Sweep, job: Job, ray, ref, settings: RaySettings) -> None:
     try:
         outcome = ray.get(ref)
-    except ray.exceptions.RayError as error:  # its worker (or node) died on every try
-        error_text = (f"{type(error).__name__}: the task was lost {settings.max_retries + 1} times "
-                      f"(ray.max_retries={settings.max_retries}): {first_line(error)}")
+    except ray.exceptions.RayError as error:  # its worker (or node) died on every try, or it was stopped
+        lost = not isinstance(error, ray.exceptions.RayTaskError)
+        error_text = (f"the task was lost {settings.max_retries + 1} times (ray.max_retries={settings.max_retries}): "
+                      if lost else "the task stopped: ") + first_line(error)
         job.run_dir.mkdir(parents=True, exist_ok=True)
         (job.run_dir / ERROR_FILE).write_text(f"{error_text}\n\n{error}\n")
         failed(sweep, job, error_text)

@@ -101,6 +101,18 @@ def combos_ray_run(cfg, train):
         return combos_ray.run_grid_on_ray(cfg, (), train=train)
 
 
+def test_a_combination_lost_more_than_max_retries_times_is_a_failed_attempt(ray_instance, tmp_path):
+    cfg = combos_config(tmp_path, "grid.seeds=[0]", "ray.max_retries=0")
+
+    def killed_every_time(*args):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    (entry,) = combos_ray_run(cfg, killed_every_time)
+    assert entry["status"] == "failed" and entry["errors"] == 1
+    assert entry["error"].startswith("the task was lost 1 times (ray.max_retries=0): ")
+    assert "the task was lost" in open(os.path.join(entry["run_dir"], "error.txt")).read()
+
+
 def test_ray_settings_are_checked_and_a_missing_ray_names_the_install(tmp_path, monkeypatch):
     settings = combos_ray.RaySettings.from_config({"num_gpus_per_combo": 0.5, "address": "auto"})
     assert (settings.address, settings.num_cpus_per_combo, settings.max_retries) == ("auto", 1.0, 2)
