@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from itertools import product
+from pathlib import Path
+from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +29,7 @@ from jaxrl.edge import recipe_of_record
 from jaxrl.errors import UserError
 from jaxrl.learner_registry import learner_entry
 from jaxrl.registry import Registry
+from jaxrl.shipped import CONFIG_DIR
 
 
 
@@ -118,6 +121,86 @@ def registry_verdict(cfg: DictConfig, identity: dict[str, Any], recipe: str,
         elif (record.get("gate") or {}).get("passed") is False:
             failed_ids.append(str(record.get("attempt_id")))
     return {"candidates": candidates, "failed": len(failed_ids), "failed_ids": failed_ids}
+
+
+# ---- the grid ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Combination:
+    symbol: str  # a data config name (hydra_conf/data/<symbol>.yaml)
+    agent: str
+    labeler: str | None  # None: PPO, or the offline agent's own labeler config
+    network: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        agent = self.agent if self.labeler is None else f"{self.agent}+{self.labeler}"
+        return f"{self.symbol}/{agent}/{self.network}/s{self.seed}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "agent": self.agent, "labeler": self.labeler, "network": self.network,
+                "seed": self.seed}
+
+
+def _names(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
+    folder = config_dir / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _as_list(value: Any, name: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise UserError(f"grid.{name} must be a list, got {value!r}") from None
+
+
+def grid_combinations(grid: Any, config_dir: str | Path = CONFIG_DIR) -> list[Combination]:
+    """Every combination of `grid` in walking order, after checking each value names an existing config."""
+    config_dir = Path(config_dir)
+    symbols = [str(s) for s in _as_list(grid.get("symbols"), "symbols")]
+    agents = [str(a) for a in _as_list(grid.get("agents"), "agents")]
+    labelers = [None if x is None else str(x) for x in _as_list(grid.get("labelers"), "labelers")] or [None]
+    networks = [str(n) for n in _as_list(grid.get("networks"), "networks")] or [DEFAULT_NETWORK]
+    seeds = _as_list(grid.get("seeds"), "seeds")
+    for name, values in (("symbols", symbols), ("agents", agents), ("seeds", seeds)):
+        if not values:
+            raise UserError(f"grid.{name} is empty: nothing to train")
+    try:
+        seeds = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise UserError(f"grid.seeds must be integers, got {seeds!r}") from None
+
+    def check(group: str, values: Iterable[str], what: str) -> None:
+        available = _names(group, config_dir)
+        for value in values:
+            if value not in available:
+                raise UserError(f"grid.{what}: no config {group}/{value}.yaml in {config_dir}; "
+                                 f"available: {', '.join(available) or 'none'}")
+
+    check("data", symbols, "symbols")
+    check("agent", agents, "agents")
+    available_networks = _names("network", config_dir)
+    for network in networks:
+        if network not in available_networks and network != DEFAULT_NETWORK:
+            where = (f"available: {', '.join(available_networks)}" if available_networks else
+                     f"there is no network group (hydra_conf/network/) yet, so only {DEFAULT_NETWORK!r} is valid")
+            raise UserError(f"grid.networks: unknown network {network!r}: {where}")
+    offline = [a for a in agents if not is_online(a)]
+    if offline:
+        check("labeler", [x for x in labelers if x is not None], "labelers")
+
+    combos: list[Combination] = []
+    seen: set[Combination] = set()
+    for symbol, agent, labeler, network, seed in product(symbols, agents, labelers, networks, seeds):
+        combo = Combination(symbol, agent, None if is_online(agent) else labeler, network, seed)
+        if combo not in seen:  # the labeler axis collapses for PPO
+            seen.add(combo)
+            combos.append(combo)
+    return combos
 
 
 # ---- state file ----------------------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ Per combination, in this order:
 `<grid.runs_dir>/combos_state.json` (rewritten atomically after every step) holds every combination with its
 status (`pending`, `running`, `done`, `failed`, `skipped`), reason, recipe, run directory, gate value and
 candidate. One runner per runs_dir at a time (`jaxrl.runlock`). Exit code 0, 1 (none done, some failed) or 3
-(some done, some failed).
+(some done, some failed). `launcher=ray` makes the same decisions and trains the combinations concurrently as Ray
+tasks instead (`jaxrl.combos_ray`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -57,9 +57,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from jaxrl.cells import (DEFAULT_NETWORK, STATE_FILE, ComboState, check_match, first_line, is_online,  # noqa: F401
-                         format_line, gate_fields, identity_of_config, identity_of_record, labeler_name,
-                         now_utc, registry_verdict, same_config)
+from jaxrl.cells import (DEFAULT_NETWORK, STATE_FILE, Combination, ComboState, check_match,  # noqa: F401
+                         first_line, format_line, gate_fields, grid_combinations, identity_of_config,
+                         identity_of_record, is_online, labeler_name, now_utc, registry_verdict, same_config)
 from jaxrl.edge import (absolute_paths, apply_agent_overrides, check_agent_keys, check_agent_overrides,
                         recipe_of_config, register_resolvers)
 from jaxrl.cli_help import answer_help
@@ -76,87 +76,8 @@ ERROR_FILE = "error.txt"
 FINISHED_MARKER = "summary.txt"  # run_experiment writes it last, after the registry and the reports
 # Overrides the grid sets itself: the same keys on the command line would fight the grid, so they are dropped.
 GRID_KEYS = ("data", "agent", "seed", "network", "labeler")
-RUNNER_PREFIXES = ("grid.", "combos.", "hydra.", "hydra/")
-
-
-# ---- the grid ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Combination:
-    symbol: str  # a data config name (hydra_conf/data/<symbol>.yaml)
-    agent: str
-    labeler: str | None  # None: PPO, or the offline agent's own labeler config
-    network: str
-    seed: int
-
-    @property
-    def key(self) -> str:
-        agent = self.agent if self.labeler is None else f"{self.agent}+{self.labeler}"
-        return f"{self.symbol}/{agent}/{self.network}/s{self.seed}"
-
-    def describe(self) -> dict[str, Any]:
-        return {"symbol": self.symbol, "agent": self.agent, "labeler": self.labeler, "network": self.network,
-                "seed": self.seed}
-
-
-def _names(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
-    folder = config_dir / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
-def _as_list(value: Any, name: str) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, int)):
-        return [value]
-    try:
-        return list(value)
-    except TypeError:
-        raise UserError(f"grid.{name} must be a list, got {value!r}") from None
-
-
-def grid_combinations(grid: Any, config_dir: str | Path = CONFIG_DIR) -> list[Combination]:
-    """Every combination of `grid` in walking order, after checking each value names an existing config."""
-    config_dir = Path(config_dir)
-    symbols = [str(s) for s in _as_list(grid.get("symbols"), "symbols")]
-    agents = [str(a) for a in _as_list(grid.get("agents"), "agents")]
-    labelers = [None if x is None else str(x) for x in _as_list(grid.get("labelers"), "labelers")] or [None]
-    networks = [str(n) for n in _as_list(grid.get("networks"), "networks")] or [DEFAULT_NETWORK]
-    seeds = _as_list(grid.get("seeds"), "seeds")
-    for name, values in (("symbols", symbols), ("agents", agents), ("seeds", seeds)):
-        if not values:
-            raise UserError(f"grid.{name} is empty: nothing to train")
-    try:
-        seeds = [int(s) for s in seeds]
-    except (TypeError, ValueError):
-        raise UserError(f"grid.seeds must be integers, got {seeds!r}") from None
-
-    def check(group: str, values: Iterable[str], what: str) -> None:
-        available = _names(group, config_dir)
-        for value in values:
-            if value not in available:
-                raise UserError(f"grid.{what}: no config {group}/{value}.yaml in {config_dir}; "
-                                 f"available: {', '.join(available) or 'none'}")
-
-    check("data", symbols, "symbols")
-    check("agent", agents, "agents")
-    available_networks = _names("network", config_dir)
-    for network in networks:
-        if network not in available_networks and network != DEFAULT_NETWORK:
-            where = (f"available: {', '.join(available_networks)}" if available_networks else
-                     f"there is no network group (hydra_conf/network/) yet, so only {DEFAULT_NETWORK!r} is valid")
-            raise UserError(f"grid.networks: unknown network {network!r}: {where}")
-    offline = [a for a in agents if not is_online(a)]
-    if offline:
-        check("labeler", [x for x in labelers if x is not None], "labelers")
-
-    combos: list[Combination] = []
-    seen: set[Combination] = set()
-    for symbol, agent, labeler, network, seed in product(symbols, agents, labelers, networks, seeds):
-        combo = Combination(symbol, agent, None if is_online(agent) else labeler, network, seed)
-        if combo not in seen:  # the labeler axis collapses for PPO
-            seen.add(combo)
-            combos.append(combo)
-    return combos
+RUNNER_PREFIXES = ("grid.", "combos.", "ray.", "hydra.", "hydra/")
+RUNNER_KEYS = ("grid", "combos", "launcher", "ray")
 
 
 # ---- composing one combination's training config -----------------------------------------------------------------
@@ -180,7 +101,7 @@ def passthrough_overrides(task_overrides: Sequence[str]) -> list[str]:
     kept = []
     for override in task_overrides:
         key = _override_key(override)
-        if key.startswith(RUNNER_PREFIXES) or key in ("grid", "combos"):
+        if key.startswith(RUNNER_PREFIXES) or key in RUNNER_KEYS:
             continue
         if key in GRID_KEYS:
             print(f"jaxrl.combos: ignoring {override!r}: the grid sets {key} (use grid.* instead)")
@@ -232,14 +153,25 @@ def run_dir_name(combo: Combination, cfg: DictConfig) -> str:
 
 
 # ---- the runner ----------------------------------------------------------------------------------------------------
+LAUNCHERS = ("local", "ray")
+
+
 def run_combos(cfg: DictConfig, cli_overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Walk the grid of `cfg` (a composed `combos` config); returns the state entry of every combination.
 
     `cli_overrides` are training overrides from the command line; `cfg.combos.overrides` come after them.
-    Holds the lock of grid.runs_dir while it runs (one runner per runs_dir).
+    Holds the lock of grid.runs_dir while it runs (one runner per runs_dir). `launcher=ray` trains the
+    combinations concurrently on a Ray cluster (`jaxrl.combos_ray`); `local` (default) one after another here.
     """
+    launcher = str(cfg.get("launcher") or "local")
+    if launcher not in LAUNCHERS:
+        raise UserError(f"launcher={launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     absolute_paths(cfg)
     with run_lock(cfg.grid.runs_dir):
+        if launcher == "ray":
+            from jaxrl.combos_ray import run_grid_on_ray  # Ray is imported only when asked for
+
+            return run_grid_on_ray(cfg, cli_overrides)
         return _run_grid(cfg, cli_overrides)
 
 
@@ -254,7 +186,32 @@ def _skip_reason(verdict: dict[str, Any], errors: int, max_failed: int, match: s
     return None
 
 
-def _run_grid(cfg: DictConfig, cli_overrides: Sequence[str]) -> list[dict[str, Any]]:
+@dataclass
+class Sweep:
+    """What a runner (this module's, or `jaxrl.combos_ray`'s) works from: the grid, its state file, the settings."""
+    runs_dir: Path
+    state: ComboState
+    combos: list[Combination]
+    overrides: list[str]
+    max_failed: int
+    match: str
+    verbose: bool
+
+
+@dataclass
+class Job:
+    """A combination to train (attempt or resume): `plan` decided so; `started`/`failed`/`finished` note it."""
+    index: int
+    combo: Combination
+    cfg: DictConfig
+    run_dir: Path
+    recipe: str
+    errors: int  # errors this runner recorded for the recipe so far
+    failed_before: int  # gate failures of the same cell in the registry
+
+
+def prepare_sweep(cfg: DictConfig, cli_overrides: Sequence[str]) -> Sweep:
+    """Check the grid and every override before anything trains; open (or create) the state file."""
     grid = cfg.grid
     runs_dir = Path(str(grid.runs_dir))
     max_failed = int(grid.get("max_failed_attempts", 3))
@@ -263,7 +220,6 @@ def _run_grid(cfg: DictConfig, cli_overrides: Sequence[str]) -> list[dict[str, A
     match = check_match(str(grid.get("match", "recipe")))
     combos_cfg = cfg.get("combos") or {}
     overrides = [*cli_overrides, *[str(o) for o in (combos_cfg.get("overrides") or [])]]
-    verbose = bool(combos_cfg.get("verbose", True))
     combos = grid_combinations(grid)
     check_agent_overrides(cfg)  # before anything trains: every agent_overrides entry fits its agent
     check_agent_keys(sorted({c.agent for c in combos}), overrides, CONFIG_DIR / "agent")
@@ -272,83 +228,119 @@ def _run_grid(cfg: DictConfig, cli_overrides: Sequence[str]) -> list[dict[str, A
     for combo in combos:
         state.entry(combo)
     state.save()
-    total = len(combos)
-    print(f"jaxrl.combos: {total} combinations -> {runs_dir}  (state: {state.path}; cells matched by {match})"
+    print(f"jaxrl.combos: {len(combos)} combinations -> {runs_dir}  (state: {state.path}; cells matched by {match})"
           + (f"\n  overrides: {' '.join(overrides)}" if overrides else "")
           + f"\nrun dir     {runs_dir}", flush=True)
+    return Sweep(runs_dir, state, combos, overrides, max_failed, match, bool(combos_cfg.get("verbose", True)))
 
-    for index, combo in enumerate(combos, start=1):
-        entry = state.entry(combo)
-        if entry["status"] == "done":
-            print(format_line(index, total, combo, entry, note="  (earlier)"), flush=True)
-            continue
-        try:
-            train_cfg = compose_training_config(combo, overrides)
-            recipe = recipe_of_config(train_cfg)
-        except Exception as error:  # a broken override or group: nothing to train
-            # Not a training attempt: it does not count against grid.max_failed_attempts.
-            entry = state.update(combo, status="failed", reason=f"config: {first_line(error)}",
-                                 error=first_line(error))
-            print(format_line(index, total, combo, entry), flush=True)
-            continue
-        run_dir = runs_dir / run_dir_name(combo, train_cfg)
-        identity = identity_of_config(train_cfg)
-        errors = int(entry.get("errors", 0)) if entry.get("recipe") in (None, recipe) else 0  # a new recipe: anew
-        state.update(combo, run_dir=str(run_dir), identity=identity, recipe=recipe, errors=errors)
 
-        if (run_dir / FINISHED_MARKER).exists() and same_config(run_dir, train_cfg):
-            gate = _read_json(run_dir / GATE_FILE)
-            entry = state.update(combo, status="done", reason="finished before the runner could note it",
-                                 **gate_fields(gate))
-            print(format_line(index, total, combo, entry, note="  (found finished)"), flush=True)
-            continue
-        if not same_config(run_dir, train_cfg):
-            reason = (f"{run_dir} holds a run of a different config (changed overrides?): use a new "
-                      f"grid.runs_dir or delete that directory")
-            entry = state.update(combo, status="failed", reason=reason, error=reason)  # not an attempt either
-            print(format_line(index, total, combo, entry), flush=True)
-            continue
-
-        verdict = registry_verdict(train_cfg, identity, recipe, match)
-        skip = _skip_reason(verdict, errors, max_failed, match)
-        if skip is not None:
-            entry = state.update(combo, status="skipped", reason=f"{skip} [recipe {recipe}]",
-                                 candidate_id=(verdict["candidates"] or [None])[0],
-                                 skipped_by=verdict["candidates"][:1] or verdict["failed_ids"])
-            print(format_line(index, total, combo, entry), flush=True)
-            continue
-
-        resuming = (run_dir / "resume").exists()
-        state.update(combo, status="running", reason="resuming from resume/" if resuming else "training",
-                     started=now_utc())
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)
-        print(f"[{index:>{len(str(total))}}/{total}] {combo.key:<28} {'resume' if resuming else 'train'}"
-              f"    -> {run_dir}  [recipe {recipe}]", flush=True)
-        t0 = time.perf_counter()
-        try:
-            result = run_experiment(train_cfg, run_dir, verbose=verbose)
-        except Exception as error:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / ERROR_FILE).write_text(traceback.format_exc())
-            errors += 1
-            entry = state.update(combo, status="failed", reason=f"{first_line(error)} "
-                                 f"({verdict['failed'] + errors}/{max_failed} failures)",
-                                 error=first_line(error), errors=errors, seconds=time.perf_counter() - t0)
-            print(format_line(index, total, combo, entry), flush=True)
-            continue
-        record = result.get("record") or {}
-        entry = state.update(combo, status="done", reason="trained", finished=now_utc(),
-                             seconds=round(time.perf_counter() - t0, 1), attempt_id=record.get("attempt_id"),
-                             candidate_id=record.get("candidate_id"), **gate_fields(result.get("gate")))
+def plan(sweep: Sweep, index: int, combo: Combination) -> Job | None:
+    """Steps 1-3 of the module doc for one combination: a Job to train, or None (its entry noted and printed)."""
+    state, total = sweep.state, len(sweep.combos)
+    entry = state.entry(combo)
+    if entry["status"] == "done":
+        print(format_line(index, total, combo, entry, note="  (earlier)"), flush=True)
+        return None
+    try:
+        train_cfg = compose_training_config(combo, sweep.overrides)
+        recipe = recipe_of_config(train_cfg)
+    except Exception as error:  # a broken override or group: nothing to train
+        # Not a training attempt: it does not count against grid.max_failed_attempts.
+        entry = state.update(combo, status="failed", reason=f"config: {first_line(error)}", error=first_line(error))
         print(format_line(index, total, combo, entry), flush=True)
+        return None
+    run_dir = sweep.runs_dir / run_dir_name(combo, train_cfg)
+    identity = identity_of_config(train_cfg)
+    errors = int(entry.get("errors", 0)) if entry.get("recipe") in (None, recipe) else 0  # a new recipe: anew
+    state.update(combo, run_dir=str(run_dir), identity=identity, recipe=recipe, errors=errors)
 
-    entries = [dict(state.entry(combo)) for combo in combos]
+    if (run_dir / FINISHED_MARKER).exists() and same_config(run_dir, train_cfg):
+        gate = _read_json(run_dir / GATE_FILE)
+        entry = state.update(combo, status="done", reason="finished before the runner could note it",
+                             **gate_fields(gate))
+        print(format_line(index, total, combo, entry, note="  (found finished)"), flush=True)
+        return None
+    if not same_config(run_dir, train_cfg):
+        reason = (f"{run_dir} holds a run of a different config (changed overrides?): use a new "
+                  f"grid.runs_dir or delete that directory")
+        entry = state.update(combo, status="failed", reason=reason, error=reason)  # not an attempt either
+        print(format_line(index, total, combo, entry), flush=True)
+        return None
+
+    verdict = registry_verdict(train_cfg, identity, recipe, sweep.match)
+    skip = _skip_reason(verdict, errors, sweep.max_failed, sweep.match)
+    if skip is not None:
+        entry = state.update(combo, status="skipped", reason=f"{skip} [recipe {recipe}]",
+                             candidate_id=(verdict["candidates"] or [None])[0],
+                             skipped_by=verdict["candidates"][:1] or verdict["failed_ids"])
+        print(format_line(index, total, combo, entry), flush=True)
+        return None
+    return Job(index, combo, train_cfg, run_dir, recipe, errors, verdict["failed"])
+
+
+def started(sweep: Sweep, job: Job, where: str = "") -> None:
+    """Note and print that `job` is handed to its trainer (`where`: e.g. "on Ray")."""
+    resuming = (job.run_dir / "resume").exists()
+    sweep.state.update(job.combo, status="running", reason=("resuming from resume/" if resuming else "training")
+                       + (f" {where}" if where else ""), started=now_utc())
+    (job.run_dir / ERROR_FILE).unlink(missing_ok=True)
+    total = len(sweep.combos)
+    print(f"[{job.index:>{len(str(total))}}/{total}] {job.combo.key:<28} {'resume' if resuming else 'train'}"
+          f"{' ' + where if where else ''}    -> {job.run_dir}  [recipe {job.recipe}]", flush=True)
+
+
+def failed(sweep: Sweep, job: Job, error: str, **fields: Any) -> dict[str, Any]:
+    """Note a failed training attempt of `job` (its traceback already in <run dir>/error.txt): it counts."""
+    errors = job.errors + 1
+    entry = sweep.state.update(job.combo, status="failed", error=error, errors=errors, **fields,
+                               reason=f"{error} ({job.failed_before + errors}/{sweep.max_failed} failures)")
+    print(format_line(job.index, len(sweep.combos), job.combo, entry), flush=True)
+    return entry
+
+
+def finished(sweep: Sweep, job: Job, result: dict[str, Any], seconds: float, **fields: Any) -> dict[str, Any]:
+    """Note `job` trained: `result` is run_experiment's (its `record` and `gate`)."""
+    record = result.get("record") or {}
+    entry = sweep.state.update(job.combo, status="done", reason="trained", finished=now_utc(),
+                               seconds=round(seconds, 1), attempt_id=record.get("attempt_id"),
+                               candidate_id=record.get("candidate_id"), **gate_fields(result.get("gate")), **fields)
+    print(format_line(job.index, len(sweep.combos), job.combo, entry), flush=True)
+    return entry
+
+
+def summarize(sweep: Sweep) -> list[dict[str, Any]]:
+    """Every combination's entry, after one line of counts."""
+    entries = [dict(sweep.state.entry(combo)) for combo in sweep.combos]
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     print("jaxrl.combos: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-          + f"  (python -m jaxrl.status {runs_dir})", flush=True)
+          + f"  (python -m jaxrl.status {sweep.runs_dir})", flush=True)
     return entries
+
+
+def _run_grid(cfg: DictConfig, cli_overrides: Sequence[str]) -> list[dict[str, Any]]:
+    sweep = prepare_sweep(cfg, cli_overrides)
+    for index, combo in enumerate(sweep.combos, start=1):
+        job = plan(sweep, index, combo)
+        if job is None:
+            continue
+        started(sweep, job)
+        t0 = time.perf_counter()
+        try:
+            result = run_experiment(job.cfg, job.run_dir, verbose=sweep.verbose)
+        except Exception as error:
+            write_error(job.run_dir)
+            failed(sweep, job, first_line(error), seconds=time.perf_counter() - t0)
+            continue
+        finished(sweep, job, result, time.perf_counter() - t0)
+    return summarize(sweep)
+
+
+def write_error(run_dir: Path) -> None:
+    """The traceback of the exception being handled, in <run dir>/error.txt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ERROR_FILE).write_text(traceback.format_exc())
 
 
 def exit_code(entries: list[dict[str, Any]]) -> int:

@@ -4,7 +4,9 @@
 runs_dir) while they write. A second process on the same directory stops with `RunLocked` naming the holder. A lock
 whose holder is gone (same host, pid no longer alive) is stale: it is taken over and reported. A lock from another
 host cannot be checked and is respected; delete the file once that process is known to be gone. Re-entrant within
-one process.
+one process. A lock taken with an `owner` (a Ray task of the combo runner names its combination) is taken over by
+the next holder with the same owner wherever the first ran: Ray starts a task's retry only after its previous
+attempt is gone.
 """
 
 from __future__ import annotations
@@ -50,15 +52,16 @@ def _describe(holder: dict[str, Any]) -> str:
             f" ({holder.get('command', '?')})")
 
 
-def acquire(directory: str | Path, say=print) -> Path:
-    """Take the lock of `directory` (created if needed); raises `RunLocked` when a live process holds it."""
+def acquire(directory: str | Path, say=print, owner: str | None = None) -> Path:
+    """Take the lock of `directory` (created if needed); raises `RunLocked` when a live process holds it, unless
+    it was taken with the same `owner` (an earlier attempt of the same task, known to be gone)."""
     path = Path(directory).absolute() / LOCK_FILE
     if path in _held:
         _held[path] += 1
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
-          "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+          "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "owner": owner}
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -68,6 +71,11 @@ def acquire(directory: str | Path, say=print) -> Path:
                 holder = {"pid": None, "host": me["host"]}
             same_host = holder.get("host") == me["host"]
             pid = holder.get("pid")
+            if owner is not None and holder.get("owner") == owner:
+                say(f"jaxrl: taking over the lock of {path.parent} from an earlier attempt of {owner} "
+                    f"({_describe(holder)})")
+                path.unlink(missing_ok=True)
+                continue
             if same_host and isinstance(pid, int) and pid != me["pid"] and _alive(pid):
                 raise RunLocked(f"{path.parent}: another process writes this run directory: {_describe(holder)}; "
                                 f"wait for it to finish or stop it (lock file {path})")
@@ -96,8 +104,8 @@ def release(path: Path) -> None:
 
 
 @contextmanager
-def run_lock(directory: str | Path, say=print) -> Iterator[Path]:
-    path = acquire(directory, say)
+def run_lock(directory: str | Path, say=print, owner: str | None = None) -> Iterator[Path]:
+    path = acquire(directory, say, owner)
     try:
         yield path
     finally:
