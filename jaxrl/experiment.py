@@ -114,6 +114,9 @@ def split_line(learner, mesh) -> str:
     setting, size, unit = learner.data_axis()
     members, data = int(mesh.shape[MEMBERS]), int(mesh.shape[DATA])
     shape = f" (mesh {members} members x {data} data)" if members > 1 else ""
+    if data == 1:
+        return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: every device trains "
+                f"whole members ({setting}={size} not split)")
     return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: {setting}={size} split "
             f"into {size // data} {unit} per device, gradients averaged over {data}")
 
