@@ -47,7 +47,12 @@ def device_mesh(members: int = 1, data: int | None = None, devices: Sequence | N
     if members < 1 or data < 1 or members * data != len(devices):
         raise UserError(f"run.mesh=[{members}, {data}]: members x data must equal the number of devices "
                         f"({len(devices)})")
-    return Mesh(np.array(devices, dtype=object).reshape(members, data), (MEMBERS, DATA))
+    grid = np.array(devices, dtype=object).reshape(members, data)
+    try:  # GSPMD ("auto") axes: jit partitions the program, whatever a JAX version's default mesh axis type
+        from jax.sharding import AxisType
+        return Mesh(grid, (MEMBERS, DATA), axis_types=(AxisType.Auto, AxisType.Auto))
+    except ImportError:  # JAX before axis types: every axis is automatic
+        return Mesh(grid, (MEMBERS, DATA))
 
 
 def mesh_shape(num_devices: int, members: int, requested: Sequence[int] | None = None) -> tuple[int, int]:

@@ -23,16 +23,23 @@ from jaxrl.sharding import device_mesh, mesh_shape
 PRELUDE = textwrap.dedent("""
     import sys
     sys.path[:0] = [{root!r}, {tests!r}]  # this checkout's jaxrl and test helpers
+    import os
     import jax, numpy as np
     from hydra import compose, initialize_config_dir
     from helpers import TINY, tiny_config
-    from jaxrl.chunks import run_in_chunks
+    from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
+    from jaxrl.run import run_experiment
     from jaxrl.compiled import compiled_cache
     from jaxrl.errors import UserError
     from jaxrl.experiment import PROJECT_ROOT, Experiment, data_parallel_mesh, split_line
     from test_population import assert_member_close
 
     assert jax.device_count() == 4, jax.devices()
+    import logging, time
+    logging.getLogger("jaxrl").addHandler(logging.StreamHandler(sys.stdout))  # the run's header, to stdout
+    logging.getLogger("jaxrl").setLevel(logging.INFO)
+    logging.getLogger("jaxrl").propagate = False
+    START = time.perf_counter()
     from conftest import pytest_configure
     pytest_configure(None)  # the session's compilation cache, as in the test process
 
@@ -45,13 +52,13 @@ PRELUDE = textwrap.dedent("""
         return Experiment.from_config(cfg).learner, split, mesh
 """)
 
-SINGLE = PRELUDE + textwrap.dedent("""
+PPO = PRELUDE + textwrap.dedent("""
     # PPO on the position env: 8 envs, 2 per device
-    cfg = tiny_config("run.data_parallel=true")
+    cfg = tiny_config("run.data_parallel=true", "run.save_checkpoint=false", "run.plots=false")
     one, split, mesh = pair(cfg)
     assert dict(mesh.shape) == {{"members": 1, "data": 4}}, mesh.shape
-    print(split_line(split, mesh))
-    state1, _ = run_in_chunks(one, 0, 2)
+    os.mkdir("one")
+    state1, _ = run_in_chunks(one, 0, 2, "one")
     state4, _ = run_in_chunks(split, 0, 2)
     obs = state4["runner"].obs
     assert [s.data.shape[0] for s in obs.addressable_shards] == [2] * 4, obs.sharding  # each device: its own envs
@@ -60,8 +67,20 @@ SINGLE = PRELUDE + textwrap.dedent("""
     program = compiled_cache(split)["chunks"][1].as_text()
     assert "all-reduce" in program  # the gradients (mean loss) are summed across devices inside the graph
     assert_member_close(jax.device_get(state4), jax.device_get(state1), "ppo: 4 devices vs one")
-    print("ppo OK")
+    # The normal run (`python -m jaxrl.train run.data_parallel=true`): it prints the split and logs the same rows.
+    run_experiment(cfg, "run")
+    for name in (METRICS_FILE, EVALUATIONS_FILE):
+        rows, expected = read_jsonl(f"run/{{name}}"), read_jsonl(f"one/{{name}}")
+        assert len(rows) == len(expected) > 0 and rows[0].keys() == expected[0].keys(), name
+        for row, want in zip(rows, expected):
+            for key, value in want.items():  # None: NaN (no finished episode yet)
+                assert (row[key] is None) == (value is None), (name, key, row[key], value)
+                np.testing.assert_allclose(np.asarray(row[key], float), np.asarray(value, float), rtol=1e-4,
+                                           atol=1e-6, err_msg=f"{{name}} {{key}}")
+    print("ppo OK", time.perf_counter() - START)
+""")
 
+OFFLINE = PRELUDE + textwrap.dedent("""
     # BC: 16 samples per minibatch, 4 per device
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "hydra_conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
@@ -74,7 +93,7 @@ SINGLE = PRELUDE + textwrap.dedent("""
     state4, _ = run_in_chunks(split, 0, 2)
     assert "all-reduce" in compiled_cache(split)["chunks"][1].as_text()
     assert_member_close(jax.device_get(state4), jax.device_get(state1), "bc: 4 devices vs one")
-    print("bc OK")
+    print("bc OK", time.perf_counter() - START)
 
     # A setting that does not divide over the devices fails before anything compiles, naming it.
     learner = Experiment.from_config(tiny_config("agent.num_envs=6")).learner
@@ -114,10 +133,15 @@ def run_on_four_devices(tmp_path, script: str) -> str:
     return done.stdout
 
 
-def test_a_split_learner_equals_one_device(tmp_path):
-    out = run_on_four_devices(tmp_path, SINGLE)
-    assert "ppo OK" in out and "bc OK" in out
+def test_ppo_split_over_its_environments_equals_one_device(tmp_path):
+    out = run_on_four_devices(tmp_path, PPO)
+    assert "ppo OK" in out
     assert "devices     4 cpu, data-parallel: agent.num_envs=8 split into 2 environments per device" in out
+
+
+def test_an_offline_learner_split_over_its_minibatch_equals_one_device(tmp_path):
+    out = run_on_four_devices(tmp_path, OFFLINE)
+    assert "bc OK" in out
     assert "agent.batch_size=16 split into 4 samples per minibatch per device" in out
     assert "error: run.data_parallel=true splits agent.num_envs=6 (environments) over 4 devices: it must be a " \
            "multiple of 4" in out
