@@ -57,9 +57,11 @@ class Learner(Protocol):
 
     data_mesh: Any  # run.data_parallel: the mesh whose "data" axis splits `data_axis()`, None when not split
 
-    def data_axis(self) -> tuple[str, int, str]: ...  # what data parallelism splits: ("agent.num_envs", 64, "envs")
+    def data_axis(self) -> tuple[str, int, str]: ...  # what it splits: ("agent.num_envs", 64, "environments")
 
     def split_data(self, mesh) -> None: ...  # split that axis over mesh's "data" axis (before compiling)
+
+    def state_sharding(self, state) -> Any: ...  # a NamedSharding per state leaf on the data mesh
 
     def run_periods(self, state, num_periods: int) -> tuple[dict, dict, dict]: ...
 
@@ -131,7 +133,8 @@ class LearnerBase:
     def state_sharding(self, state):
         """A `NamedSharding` per leaf of `state` on the data mesh: the runner's `data_fields` split along their first
         axis, everything else (parameters, optimiser, keys, selection) replicated."""
-        split, whole = NamedSharding(self.data_mesh, PartitionSpec(DATA)), NamedSharding(self.data_mesh, PartitionSpec())
+        split = NamedSharding(self.data_mesh, PartitionSpec(DATA))
+        whole = NamedSharding(self.data_mesh, PartitionSpec())
         shardings = jax.tree.map(lambda _: whole, state)
         runner = state["runner"]
         shardings["runner"] = shardings["runner"].replace(
