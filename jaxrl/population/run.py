@@ -31,7 +31,7 @@ from jaxrl.checkpoint import write_json_atomic
 from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once, share_compiled
-from jaxrl.experiment import Experiment, finish_attempt, prepare_run_dir
+from jaxrl.experiment import Experiment, data_parallel_mesh, finish_attempt, prepare_run_dir, split_line
 from jaxrl.gate.files import GATE_FILE
 from jaxrl.gate.overfitting import sharpe_per_period
 from jaxrl.loggers import Trackers, console
@@ -41,6 +41,7 @@ from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, 
                                       population_members)
 from jaxrl.population.overfitting import apply_population_overfitting, population_overfitting
 from jaxrl.runlock import run_lock
+from jaxrl.sharding import MEMBERS
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -81,8 +82,13 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
     for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
         validate_config(member_config(cfg, member))
     devices = jax.devices()
+    chunk = int(cfg.run.get("population_chunk", 64))
     mesh = member_mesh(devices) if len(devices) > 1 else None
-    size = group_sizes(len(members), int(cfg.run.get("population_chunk", 64)), len(devices))
+    split = data_parallel_mesh(cfg, min(len(members), max(chunk, 1)))  # run.data_parallel: members x data
+    if split is not None:
+        learner.split_data(split)  # a setting that does not divide over the "data" axis fails here
+        mesh = split if learner.data_mesh is not None else mesh  # all devices on "members": as without
+    size = group_sizes(len(members), chunk, 1 if mesh is None else int(mesh.shape[MEMBERS]))
     groups = [members[i:i + size] for i in range(0, len(members), size)]
     # What `python -m jaxrl.status` reads (files only): which member trains in which group.
     write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
@@ -92,6 +98,8 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
         f"{learner.num_updates} updates x {work_units(learner)} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
+    if split is not None:
+        say(split_line(learner, split))
     say(f"run dir     {out_dir}")
 
     programs: dict[Any, Any] = {}  # one compiled program for every group
