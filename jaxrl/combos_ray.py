@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 from omegaconf import DictConfig
 
 from jaxrl.cells import first_line
-from jaxrl.combos import ERROR_FILE, Job, Sweep, failed, finished, plan, prepare_sweep, started, summarize, write_error
+from jaxrl.combo_steps import ERROR_FILE, Job, Sweep, failed, finished, plan, prepare_sweep, started, summarize, write_error
 from jaxrl.errors import UserError
 from jaxrl.run import run_experiment
 from jaxrl.runlock import run_lock
