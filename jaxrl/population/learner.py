@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxrl.distributed import put_global
 from jaxrl.population.members import MemberInputs
 from jaxrl.sharding import shard_map_unchecked
 
@@ -70,10 +71,11 @@ class Population:
         return jax.vmap(self.learner.init_state)(inputs.keys, inputs.hyper, inputs.env_params)
 
     def place_state(self, state):
-        """Spread the member axis over the mesh (a no-op on one device)."""
+        """Spread the member axis over the mesh (a no-op on one device); the mesh may span several processes
+        (`jaxrl.distributed`), each of which holds the whole state and keeps its own devices' members."""
         if self.mesh is None:
             return state
-        return jax.device_put(state, NamedSharding(self.mesh, MEMBERS))
+        return put_global(state, NamedSharding(self.mesh, MEMBERS))
 
     def _over_members(self, fn, out_specs):
         """`fn` vmapped over the members (per-update outputs get the member axis second), and on a mesh split over
@@ -118,8 +120,9 @@ def _nbytes(tree) -> int:
 
 def device_memory_bytes(device=None) -> tuple[int, str]:
     """(bytes one device may use, where that number comes from). GPUs report their limit; a CPU device shares the
-    machine's RAM with every other simulated CPU device, so it gets the physical memory divided among them."""
-    device = device or jax.devices()[0]
+    machine's RAM with every other simulated CPU device, so it gets the physical memory divided among them. (This
+    process's devices: in a multi-host run another host's cannot be asked.)"""
+    device = device or jax.local_devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.device_kind} bytes_limit"
@@ -127,7 +130,7 @@ def device_memory_bytes(device=None) -> tuple[int, str]:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         total = 16 * 2**30
-    count = max(1, len([d for d in jax.devices() if d.platform == device.platform]))
+    count = max(1, len([d for d in jax.local_devices() if d.platform == device.platform]))
     return int(0.8 * total / count), f"80% of {total / 2**30:.0f} GiB RAM over {count} CPU device(s)"
 
 
