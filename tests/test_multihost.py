@@ -71,12 +71,14 @@ def test_only_process_zero_lets_hydra_write_its_files():
 PROCESS = textwrap.dedent("""
     import json, os, sys, traceback
     sys.path[:0] = [{root!r}, {tests!r}]  # this checkout's jaxrl and test helpers
+    from conftest import pytest_configure
     from helpers import tiny_config
     from jax.experimental import multihost_utils
     import jax
     from jaxrl.distributed import is_writer
     from jaxrl.run import run_experiment
 
+    pytest_configure(None)  # the session's compilation cache, as in the test process
     out, registry, report = sys.argv[1:4]
     population = {population!r}
 
@@ -121,7 +123,6 @@ def two_processes(tmp_path_factory):
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXRL_COORDINATOR": f"127.0.0.1:{port}",
                "JAXRL_NUM_PROCESSES": "2", "JAXRL_PROCESS_ID": str(rank),
                "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()}
-        env.pop("JAXRL_TEST_XLA_CACHE", None)
         log = open(tmp / f"log{rank}.txt", "w")
         procs.append((subprocess.Popen([sys.executable, str(script), str(tmp / f"p{rank}" / "run"),
                                         str(tmp / f"p{rank}" / "registry"), str(tmp / f"report{rank}.json")],
@@ -145,7 +146,8 @@ def two_processes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    """The same population in this (single-device) process."""
+    """The same population in this (single-device) process (first: the programs they share are then in the
+    compilation cache when the two processes start)."""
     from jaxrl.run import run_experiment
 
     out = tmp_path_factory.mktemp("single")
@@ -159,7 +161,7 @@ def last_state(run_dir):
     return ocp.StandardCheckpointer().restore((resume / str(step) / "default").absolute())
 
 
-def test_two_processes_train_one_population_like_one_process(two_processes, one_process):
+def test_two_processes_train_one_population_like_one_process(one_process, two_processes):
     tmp, reports = two_processes
     out, single = one_process
     assert [(r["process"], r["processes"], r["devices"]) for r in reports] == [(0, 2, 4), (1, 2, 4)]
