@@ -166,17 +166,19 @@ def from_writer(tree: Any) -> Any:
 
 
 def put_global(tree: Any, sharding: Any) -> Any:
-    """`jax.device_put(tree, sharding)` that also takes a sharding over several processes' devices: every process
-    holds the same whole value (on the host or one of its devices) and makes the shards of its own devices from it
-    (`jax.make_array_from_callback`: no cross-process comparison, which NaN placeholders would fail)."""
+    """`jax.device_put(tree, sharding)` (one sharding, or a tree of them) that also takes shardings over several
+    processes' devices: every process holds the same whole value (on the host or one of its devices) and makes the
+    shards of its own devices from it (`jax.make_array_from_callback`: no cross-process comparison, which NaN
+    placeholders would fail)."""
     import jax
     import numpy as np
 
-    if sharding.is_fully_addressable:
+    shardings = jax.tree.map(lambda _: sharding, tree) if isinstance(sharding, jax.sharding.Sharding) else sharding
+    if all(s.is_fully_addressable for s in jax.tree.leaves(shardings)):
         return jax.device_put(tree, sharding)
 
-    def put(leaf):
+    def put(leaf, where):
         host = np.asarray(jax.device_get(leaf))
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        return jax.make_array_from_callback(host.shape, where, lambda index: host[index])
 
-    return jax.tree.map(put, tree)
+    return jax.tree.map(put, tree, shardings)

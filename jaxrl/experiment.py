@@ -41,6 +41,7 @@ from jaxrl.offline import oracle_notice
 from jaxrl.progress import progress_printer, work_units
 from jaxrl.reports.tearsheet import wants_tearsheet, write_tearsheet
 from jaxrl.runlock import run_lock
+from jaxrl.sharding import DATA, MEMBERS, device_mesh, mesh_shape
 from jaxrl.synth.training import evaluate_synthetic, held_out_key, synthetic_builder, synthetic_report
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pandas", "hydra-core", "gymnax")
@@ -98,6 +99,29 @@ class Experiment:
         return cls(cfg, market, env, env_params, learner)
 
 
+def data_parallel_mesh(cfg: DictConfig, members: int = 1):
+    """`run.data_parallel=true`: the ("members", "data") mesh over every device (`jax.devices()`, all processes)
+    for `members` population members (1 for a single run), shaped by `run.mesh` or `jaxrl.sharding.mesh_shape`;
+    None when off."""
+    if not cfg.run.get("data_parallel", False):
+        return None
+    requested = cfg.run.get("mesh")
+    requested = None if requested is None else [int(n) for n in requested]
+    return device_mesh(*mesh_shape(len(jax.devices()), members, requested))
+
+
+def split_line(learner, mesh) -> str:
+    """The header line saying how `run.data_parallel` splits the work over `mesh`."""
+    setting, size, unit = learner.data_axis()
+    members, data = int(mesh.shape[MEMBERS]), int(mesh.shape[DATA])
+    shape = f" (mesh {members} members x {data} data)" if members > 1 else ""
+    if data == 1:
+        return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: every device trains "
+                f"whole members ({setting}={size} not split)")
+    return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: {setting}={size} split "
+            f"into {size // data} {unit} per device, gradients averaged over {data}")
+
+
 def training_evidence(metrics_rows: list[dict], period: int, periods_per_year: int | None) -> dict[str, Any]:
     """What the quality report needs about training itself: Sharpe of training episodes, reward-P&L alignment."""
     evidence: dict[str, Any] = {}
@@ -152,10 +176,15 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
     trackers = Trackers(cfg, out_dir, resume=resume)  # a chosen tracker's missing library fails before training
     experiment = Experiment.from_config(cfg)
     learner, market = experiment.learner, experiment.market
+    mesh = data_parallel_mesh(cfg)
+    if mesh is not None:  # run.data_parallel: a setting that does not divide fails here, before compiling
+        learner.split_data(mesh)
     period = learner.selection.eval_every
     validating = f"validation every {period} updates, " if market is not None else "no validation (no market data), "
     say(f"jaxrl: {cfg.env.name} / {cfg.agent.name} / {market.symbol if market else '-'} seed {cfg.seed}: "
         f"{learner.num_updates} updates x {work_units(learner)}, {validating}on {jax.devices()[0].platform}")
+    if mesh is not None:
+        say(split_line(learner, mesh))
     say(f"run dir     {out_dir}")
     if learner.dataset_metadata is not None and oracle_notice(learner):
         say(f"WARNING     {oracle_notice(learner)}")

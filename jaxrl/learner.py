@@ -12,6 +12,13 @@ and calls `setup_periods(...)` in its constructor. The base class then gives `in
 then a validation backtest that updates the selection, `jaxrl.gate.selection`), `chosen_params`, `evaluate_gate` and
 `train`, plus the protocol's defaults (`init_input`, `place_state`, `batch_bytes`, `dataset_metadata`). Everything
 is pure and jit-able; `jax.vmap(train)(keys)` trains several seeds in one compile.
+
+Data parallelism (`run.data_parallel=true`): `split_data(mesh)` splits the axis `data_axis()` names (PPO's
+environments, an offline learner's minibatch) over the mesh's "data" axis (`jaxrl.sharding.device_mesh`).
+`place_state` then puts the runner's `data_fields` (leaves with that axis first) split and everything else
+replicated, and the learner marks its batches with `shard(...)` inside the graph: jit partitions the same global
+program (GSPMD) and inserts the all-reduce of the mean loss, so the result equals the one-device run up to float
+reassociation.
 """
 
 from __future__ import annotations
@@ -20,9 +27,13 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxrl.distributed import put_global
+from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
+from jaxrl.sharding import DATA
 
 __all__ = ["Learner", "LearnerBase"]
 
@@ -45,6 +56,12 @@ class Learner(Protocol):
 
     def place_state(self, state) -> Any: ...  # where the state lives (a population: over a device mesh)
 
+    data_mesh: Any  # run.data_parallel: the mesh whose "data" axis splits `data_axis()`, None when not split
+
+    def data_axis(self) -> tuple[str, int, str]: ...  # what data parallelism splits: ("agent.num_envs", 64, "envs")
+
+    def split_data(self, mesh) -> None: ...  # split that axis over mesh's "data" axis (before compiling)
+
     def run_periods(self, state, num_periods: int) -> tuple[dict, dict, dict]: ...
 
     def chosen_params(self, state) -> Any: ...
@@ -64,6 +81,8 @@ class LearnerBase:
     gate: GateSetup | None = None
     selection_setup: GateSetup | None = None
     dataset_metadata: Mapping[str, Any] | None = None
+    data_mesh = None  # set by split_data
+    data_fields: tuple[str, ...] = ()  # the runner's fields whose leaves carry the data axis first (PPO: its envs)
 
     def setup_periods(self, env, env_params, gate: GateSetup | None, validation: GateSetup | None,
                       selection: SelectionConfig | None, num_updates: int, steps_per_update: int) -> None:
@@ -84,7 +103,47 @@ class LearnerBase:
         return jax.random.PRNGKey(seed)
 
     def place_state(self, state):
-        return state
+        """The state on the data mesh (`state_sharding`); as it is without one."""
+        if self.data_mesh is None:
+            return state
+        return put_global(state, self.state_sharding(state))  # the mesh may span processes (jaxrl.distributed)
+
+    # ---- data parallelism (run.data_parallel) -------------------------------------------------------------------
+    def data_axis(self) -> tuple[str, int, str]:
+        """(setting, size, unit) of the axis data parallelism splits; learners that can split one override this."""
+        raise UserError(f"run.data_parallel=true: {type(self).__name__} has no axis to split over devices")
+
+    def split_data(self, mesh) -> None:
+        """Split `data_axis()` over `mesh`'s "data" axis (a `jaxrl.sharding.device_mesh`); call before compiling."""
+        setting, size, unit = self.data_axis()
+        devices = int(mesh.shape[DATA])
+        if size % devices:
+            raise UserError(f"run.data_parallel=true splits {setting}={size} ({unit}) over {devices} devices: it must "
+                            f"be a multiple of {devices}")
+        self.data_mesh = mesh if devices > 1 else None
+
+    def shard(self, tree, axis: int = 0):
+        """In the graph: `tree`'s leaves split along `axis` over the data axis (as they are without a data mesh)."""
+        if self.data_mesh is None:
+            return tree
+        spec = PartitionSpec(*(None,) * axis, DATA)
+        return jax.lax.with_sharding_constraint(tree, NamedSharding(self.data_mesh, spec))
+
+    def state_sharding(self, state):
+        """A `NamedSharding` per leaf of `state` on the data mesh: the runner's `data_fields` split along their first
+        axis, everything else (parameters, optimiser, keys, selection) replicated."""
+        split, whole = NamedSharding(self.data_mesh, PartitionSpec(DATA)), NamedSharding(self.data_mesh, PartitionSpec())
+        shardings = jax.tree.map(lambda _: whole, state)
+        runner = state["runner"]
+        shardings["runner"] = shardings["runner"].replace(
+            **{name: jax.tree.map(lambda _: split, getattr(runner, name)) for name in self.data_fields})
+        return shardings
+
+    def keep_layout(self, state):
+        """In the graph: `state` laid out as `place_state` puts it, so every compiled chunk takes what it returns."""
+        if self.data_mesh is None:
+            return state
+        return jax.lax.with_sharding_constraint(state, self.state_sharding(state))
 
     def batch_bytes(self, state) -> int:
         """No per-update batch beyond the state (learners with one override this)."""
@@ -110,8 +169,9 @@ class LearnerBase:
             return evaluate_and_select(self.env, runner.env_params, policy, self.selection_setup, selection, params,
                                        runner.update, self.selection)
 
-        return run_evaluation_periods(self.run_updates, evaluate_period, state, num_periods,
-                                      self.selection.eval_every)
+        state, metrics, history = run_evaluation_periods(self.run_updates, evaluate_period, self.keep_layout(state),
+                                                         num_periods, self.selection.eval_every)
+        return self.keep_layout(state), metrics, history
 
     def chosen_params(self, state):
         """The selected parameters, or the final ones when no evaluation was selectable (all flat) or none ran."""

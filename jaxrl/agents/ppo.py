@@ -25,6 +25,7 @@ from jaxrl.gate.backtest import GateSetup
 from jaxrl.gate.selection import SelectionConfig
 from jaxrl.learner import LearnerBase
 from jaxrl.networks import TorsoSpec
+from jaxrl.sharding import DATA
 
 __all__ = ["HYPER_FIELDS", "PPO", "PPOConfig", "PPOHyper", "Runner", "Transition", "clip_by_global_norm", "make_train"]
 
@@ -59,6 +60,8 @@ class Transition(NamedTuple):
 
 class PPO(LearnerBase):
     """Holds the static pieces; every method is pure and jit-able."""
+
+    data_fields = ("env_state", "obs", "episode_return", "last_return")  # run.data_parallel splits the envs
 
     def __init__(self, config: PPOConfig, env, env_params, gate: GateSetup | None = None,
                  validation: GateSetup | None = None, selection: SelectionConfig | None = None,
@@ -106,6 +109,9 @@ class PPO(LearnerBase):
         """Bytes of one update's rollout (shapes only): the largest transient buffer of an update."""
         _, traj = jax.eval_shape(self._rollout, state["runner"])
         return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(traj)))
+
+    def data_axis(self) -> tuple[str, int, str]:
+        return "agent.num_envs", self.config.num_envs, "environments"
 
     def action_mask(self, env_state, env_params):
         if not self.has_mask:
@@ -175,6 +181,9 @@ class PPO(LearnerBase):
                 obs, action, log_prob, value, reward, terminated.astype(jnp.float32), done.astype(jnp.float32),
                 final_value * (1.0 - terminated.astype(jnp.float32)), mask, logs,
             )
+            # run.data_parallel: every env's state and step stays on its device
+            env_state, next_obs, episode_return, last_return, transition = self.shard(
+                (env_state, next_obs, episode_return, last_return, transition))
             return (env_state, next_obs, key, episode_return, last_return), transition
 
         carry = (runner.env_state, runner.obs, runner.key, runner.episode_return, runner.last_return)
@@ -243,6 +252,7 @@ class PPO(LearnerBase):
         pull = hp.warm_start_coef * hp.warm_start_decay ** runner.update.astype(jnp.float32)
 
         flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), (traj, advantages, targets))
+        minibatch = cfg.batch_size // cfg.num_minibatches
 
         def minibatch_step(carry, xs):
             params, opt_state, stopped = carry
@@ -264,6 +274,8 @@ class PPO(LearnerBase):
             shuffled = jax.tree.map(
                 lambda x: x[order].reshape((cfg.num_minibatches, -1) + x.shape[1:]), flat
             )
+            if self.data_mesh is not None and minibatch % self.data_mesh.shape[DATA] == 0:
+                shuffled = self.shard(shuffled, axis=1)  # run.data_parallel: each minibatch split over the devices
             # dropout keys from a fold of the epoch key, so the permutation's key stream is the same without dropout
             dropout_keys = jax.random.split(jax.random.fold_in(epoch_key, 1), cfg.num_minibatches)
             return jax.lax.scan(minibatch_step, carry, (shuffled, dropout_keys))

@@ -35,7 +35,7 @@ TOP = {"seed": INT(ge=0), "compilation_cache": STR.nullable_(), "preset": STR,
 GROUPS: dict[str, dict[str, Rule]] = {
     "run": {"chunk_updates": INT(ge=0).nullable_(), "save_checkpoint": BOOL, "plots": BOOL, "resume": BOOL,
             "num_seeds": COUNT, "population_chunk": COUNT, "memory_limit_gb": POS.nullable_(),
-            "resume_dir": STR.nullable_()},
+            "resume_dir": STR.nullable_(), "data_parallel": BOOL, "mesh": INT_LIST.nullable_()},
     "gate": {"threshold": NUM(), "years": POS, "val_years": POS, "rolling_window": INT(ge=2),
              "require_positive_sharpe": BOOL, "require_positive_return": BOOL,
              "min_sharpe_confidence": NUM(ge=0, lt=1)},

@@ -184,6 +184,9 @@ class OfflineLearner(LearnerBase):
         """The default traced hyperparameters (a population overrides some per member)."""
         return hyper_from_config(self.config, self.Hyper)
 
+    def data_axis(self) -> tuple[str, int, str]:
+        return "agent.batch_size", self.config.batch_size, "samples per minibatch"
+
     def batch_bytes(self, state) -> int:
         """Bytes of one update's minibatches (shapes only)."""
         batches = jax.eval_shape(self.sample, jax.random.PRNGKey(0))
@@ -273,7 +276,8 @@ class OfflineLearner(LearnerBase):
 
     def update(self, runner: OfflineRunner):
         key, sample_key, update_key = jax.random.split(runner.key, 3)
-        train, metrics = self.update_train(runner.train, self.sample(sample_key), update_key, runner.hyper)
+        batches = self.shard(self.sample(sample_key), axis=1)  # run.data_parallel: each minibatch over the devices
+        train, metrics = self.update_train(runner.train, batches, update_key, runner.hyper)
         return runner.replace(train=train, key=key, update=runner.update + 1), metrics
 
     def run_updates(self, runner: OfflineRunner, num_updates: int):

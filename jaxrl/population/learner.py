@@ -4,6 +4,11 @@
 `chosen_params` over the members (`members_gate` backtests them all). With a mesh of several devices the member axis is split over them with
 `shard_map`: each device runs the same vmapped program on its own members and nothing crosses devices, so the
 result equals a one-device run of the same population member for member.
+
+With `run.data_parallel=true` the mesh is 2-D (`jaxrl.sharding.device_mesh`: "members" x "data") and the learner
+splits its own data axis over "data" (`LearnerBase.split_data`): the members are vmapped with
+`spmd_axis_name="members"`, so every sharding the learner asks for inside the graph gets the member axis over
+"members" in front, and jit partitions the whole program over both axes (GSPMD).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl.distributed import put_global
 from jaxrl.population.members import MemberInputs
+from jaxrl.sharding import MEMBERS as AXIS
 from jaxrl.sharding import shard_map_unchecked
 
-AXIS = "members"
 MEMBERS = PartitionSpec(AXIS)  # leaves with the member axis first (the state)
 PER_UPDATE = PartitionSpec(None, AXIS)  # per-update metrics and per-evaluation history: (time, member)
 
@@ -47,9 +52,11 @@ class Population:
         self.inputs = inputs
         self.size = int(inputs.keys.shape[0])
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
-        if self.mesh is not None and self.size % self.mesh.size:
-            raise ValueError(f"a population of {self.size} members does not split evenly over {self.mesh.size} "
-                             f"devices: use a multiple of {self.mesh.size} members (run.num_seeds x sweep sizes, "
+        # run.data_parallel: the learner splits its own axis over the mesh's "data" axis (a 2-D mesh)
+        self.data_parallel = self.mesh is not None and learner.data_mesh is not None
+        if self.mesh is not None and self.size % self.num_devices:
+            raise ValueError(f"a population of {self.size} members does not split evenly over {self.num_devices} "
+                             f"devices: use a multiple of {self.num_devices} members (run.num_seeds x sweep sizes, "
                              f"or run.population_chunk)")
         self.selection = learner.selection
         self.num_periods = learner.num_periods
@@ -60,7 +67,8 @@ class Population:
 
     @property
     def num_devices(self) -> int:
-        return 1 if self.mesh is None else self.mesh.size
+        """Devices along the member axis (a data-parallel mesh splits each member further over its "data" axis)."""
+        return 1 if self.mesh is None else int(self.mesh.shape[AXIS])
 
     # ---- the jaxrl.chunks protocol ----------------------------------------------------------------------------
     def init_input(self, seed: int) -> MemberInputs:
@@ -75,12 +83,21 @@ class Population:
         (`jaxrl.distributed`), each of which holds the whole state and keeps its own devices' members."""
         if self.mesh is None:
             return state
+        if self.data_parallel:  # each leaf as the learner lays out one member's, with the member axis in front
+            one = jax.eval_shape(lambda s: jax.tree.map(lambda x: x[0], s), state)
+            return put_global(state, jax.tree.map(
+                lambda leaf: NamedSharding(self.mesh, PartitionSpec(AXIS, *leaf.spec)),
+                self.learner.state_sharding(one)))
         return put_global(state, NamedSharding(self.mesh, MEMBERS))
 
     def _over_members(self, fn, out_specs):
         """`fn` vmapped over the members (per-update outputs get the member axis second), and on a mesh split over
-        its devices: each device runs the vmapped program on its own members."""
-        run = jax.vmap(fn, out_axes=tuple(0 if spec is MEMBERS else 1 for spec in out_specs))
+        its devices: each device runs the vmapped program on its own members (with run.data_parallel, jit partitions
+        the vmapped program over both mesh axes)."""
+        out_axes = tuple(0 if spec is MEMBERS else 1 for spec in out_specs)
+        if self.data_parallel:
+            return jax.vmap(fn, out_axes=out_axes, spmd_axis_name=AXIS)
+        run = jax.vmap(fn, out_axes=out_axes)
         if self.mesh is None:
             return run
         return shard_map_unchecked(run, self.mesh, (MEMBERS,), out_specs)

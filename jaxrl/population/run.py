@@ -35,7 +35,8 @@ from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once, share_compiled
 from jaxrl.distributed import from_writer, is_writer, to_host
-from jaxrl.experiment import Experiment, finish_attempt, not_written, prepare_run_dir
+from jaxrl.experiment import (Experiment, data_parallel_mesh, finish_attempt, not_written, prepare_run_dir,
+                              split_line)
 from jaxrl.gate.files import GATE_FILE
 from jaxrl.gate.overfitting import sharpe_per_period
 from jaxrl.loggers import Trackers, console
@@ -45,6 +46,7 @@ from jaxrl.population.members import (Member, check_sweep_names, learner_hyper, 
                                       population_members)
 from jaxrl.population.overfitting import apply_population_overfitting, population_overfitting
 from jaxrl.runlock import run_lock
+from jaxrl.sharding import MEMBERS
 from jaxrl.population.summary import format_summary, member_row, population_summary
 
 DONE_FILE = "done.json"
@@ -85,9 +87,14 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
     for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
         validate_config(member_config(cfg, member))
     devices = jax.devices()  # every process's: the member axis spans them all
-    mesh = member_mesh(devices) if len(devices) > 1 else None
     writer = is_writer()
-    size = group_sizes(len(members), int(cfg.run.get("population_chunk", 64)), len(devices))
+    chunk = int(cfg.run.get("population_chunk", 64))
+    mesh = member_mesh(devices) if len(devices) > 1 else None
+    split = data_parallel_mesh(cfg, min(len(members), max(chunk, 1)))  # run.data_parallel: members x data
+    if split is not None:
+        learner.split_data(split)  # a setting that does not divide over the "data" axis fails here
+        mesh = split if learner.data_mesh is not None else mesh  # all devices on "members": as without
+    size = group_sizes(len(members), chunk, 1 if mesh is None else int(mesh.shape[MEMBERS]))
     groups = [members[i:i + size] for i in range(0, len(members), size)]
     if writer:  # What `python -m jaxrl.status` reads (files only): which member trains in which group.
         write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
@@ -97,6 +104,8 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
         f"{learner.num_updates} updates x {work_units(learner)} each, on {len(devices)} "
         f"{devices[0].platform} device(s)")
+    if split is not None:
+        say(split_line(learner, split))
     say(f"run dir     {out_dir}")
 
     programs: dict[Any, Any] = {}  # one compiled program for every group
