@@ -93,7 +93,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             state = place(init(key))
             if store is not None:
                 store.clear()
-        if out is not None and is_writer():  # the logs are cut back to the rows of the restored state (none for a fresh run)
+        if out is not None and is_writer():  # the logs, cut back to the restored state's rows (none when fresh)
             tracker = trackers(done * period + 1) if trackers is not None else None
             updates = [JsonlLogger(out / METRICS_FILE, done * period), *filter(None, [tracker])]
             evaluations = [JsonlLogger(out / EVALUATIONS_FILE, done if state["selection"] is not None else 0,

@@ -9,7 +9,7 @@ first of these that is set:
                                                                                (coordinator: the head node's
                                                                                address, port JAXRL_COORDINATOR_PORT
                                                                                or 8476)
-    SLURM_NTASKS > 1 (with SLURM_PROCID, SLURM_STEP_NODELIST, SLURM_JOB_ID)   `srun`: JAX's own Slurm detection
+    SLURM_NTASKS > 1 with SLURM_PROCID, SLURM_STEP_NODELIST, SLURM_JOB_ID     `srun`: JAX's own Slurm detection
 
 With none of them (or one process) nothing is initialised and everything below is a no-op. On CPU the processes
 exchange data over gloo (`jax_cpu_collectives_implementation`), set before initialising.
@@ -87,13 +87,10 @@ def distributed_args(env: Mapping[str, str] | None = None, port: int | None = No
     found = _explicit(env)
     if found is None:
         found = _skypilot(env, port)
-    if found is None and env.get("SLURM_NTASKS", "").strip() and _integer(env, "SLURM_NTASKS") > 1:
-        rank = _integer(env, "SLURM_PROCID")
-        for name in ("SLURM_STEP_NODELIST", "SLURM_JOB_ID"):
-            if not env.get(name, "").strip():
-                raise ValueError(f"SLURM_NTASKS={env['SLURM_NTASKS']} but {name} is not set: start the tasks "
-                                 f"with srun inside an allocation")
-        found = {"cluster_detection_method": SLURM, "process_id": rank}
+    # a step started by srun (JAX's own test: these variables present); a batch script's own shell is one process
+    in_step = all(env.get(name, "").strip() for name in ("SLURM_STEP_NODELIST", "SLURM_JOB_ID", "SLURM_PROCID"))
+    if found is None and in_step and _integer(env, "SLURM_NTASKS", "1") > 1:
+        found = {"cluster_detection_method": SLURM, "process_id": _integer(env, "SLURM_PROCID")}
     return found
 
 
