@@ -88,7 +88,14 @@ class Population:
             return put_global(state, jax.tree.map(
                 lambda leaf: NamedSharding(self.mesh, PartitionSpec(AXIS, *leaf.spec)),
                 self.learner.state_sharding(one)))
-        return put_global(state, NamedSharding(self.mesh, MEMBERS))
+        return self.place_members(state)
+
+    def place_members(self, tree):
+        """Any tree with the member axis first (the state, the members' env params) split over the mesh's member
+        axis (a no-op on one device); the mesh may span several processes (`jaxrl.distributed`)."""
+        if self.mesh is None:
+            return tree
+        return put_global(tree, NamedSharding(self.mesh, MEMBERS))
 
     def _over_members(self, fn, out_specs):
         """`fn` vmapped over the members (per-update outputs get the member axis second), and on a mesh split over

@@ -184,7 +184,7 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
     """Gate every member inside one compiled call, then write each member's run directory and registry entry."""
     learner = experiment.learner
     gate = compiled_once(learner, "members_gate", partial(members_gate, learner))
-    params, evaluated = gate(state, population.place_state(population.inputs.env_params))
+    params, evaluated = gate(state, population.place_members(population.inputs.env_params))
     # to the host once (gathered from every process); each member's slice is then a numpy view
     params, selection, evaluated, env_params = to_host(
         (params, state["selection"], evaluated, population.inputs.env_params))
