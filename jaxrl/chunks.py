@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from jaxrl.compiled import compiled_cache
+from jaxrl.distributed import is_distributed, is_writer, to_host
 from jaxrl.loggers.base import JsonlLogger, MetricLogger, Prefixed
 from jaxrl.numerics import check_chunk
 from jaxrl.resume import PROGRESS_FILE, STATE_DIR, ResumeStore
@@ -62,6 +63,8 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
 
     With `out_dir`, logs rows and saves a resumable state after each chunk (in `state_dir`, a directory or a
     gs:// / s3:// URL, default `out_dir/resume`); `resume=True` continues from the newest state that restores. NaN or inf in a chunk raises `jaxrl.numerics.NonFiniteError` before it is saved.
+    Several processes (`jaxrl.distributed`): every process runs the same calls; what Python reads (rows, the state
+    for the finiteness check, progress and saving) is gathered to each host, and only the writer logs and saves.
     `trackers(first_step)` (with `out_dir`) opens the `jaxrl.loggers.MetricLogger` that also receives every row
     from update `first_step` on (evaluations as `validation/<metric>` at their update); it is closed at the end.
     Returns (state, timings).
@@ -90,7 +93,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             state = place(init(key))
             if store is not None:
                 store.clear()
-        if out is not None:  # the logs are cut back to the rows of the restored state (none for a fresh run)
+        if out is not None and is_writer():  # the logs, cut back to the restored state's rows (none when fresh)
             tracker = trackers(done * period + 1) if trackers is not None else None
             updates = [JsonlLogger(out / METRICS_FILE, done * period), *filter(None, [tracker])]
             evaluations = [JsonlLogger(out / EVALUATIONS_FILE, done if state["selection"] is not None else 0,
@@ -98,7 +101,7 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
 
         timings = {"compile_s": 0.0, "run_s": 0.0, "resumed_from_period": done}
         while done < total:
-            if state["selection"] is not None and np.all(np.asarray(state["selection"].stopped)):
+            if state["selection"] is not None and np.all(to_host(state["selection"].stopped)):
                 # Flat early stop fired (for every member of a population): the remaining periods could not change
                 # the parameters any more. Checked first, so a resumed stopped run stops where it stopped.
                 timings["stopped_early_at_period"] = done
@@ -112,13 +115,15 @@ def run_in_chunks(learner, seed: int, chunk_updates: int, out_dir: str | Path | 
             state, metrics, history = compiled[size](state)
             jax.block_until_ready(state)
             timings["run_s"] += time.perf_counter() - t0
+            metrics, history = to_host((metrics, history))
+            seen = to_host(state) if is_distributed() else state  # what the host reads (one gather per chunk)
             _log_chunk(updates, evaluations, metrics, history, done, size, period, learner.steps_per_update)
-            check_chunk(state, metrics, done * period + 1, (done + size) * period, done * period)
+            check_chunk(seen, metrics, done * period + 1, (done + size) * period, done * period)
             done += size
             if on_chunk is not None:
-                on_chunk(done, total, metrics, history, state, timings)
+                on_chunk(done, total, metrics, history, seen, timings)
             if store is not None:
-                _save_state(store, state, done)
+                _save_state(store, seen, done)
         timings["total_s"] = time.perf_counter() - start
         return state, timings
     finally:

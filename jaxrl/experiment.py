@@ -24,6 +24,7 @@ from jaxrl.compiled import compiled_once
 from jaxrl.data import MarketData
 from jaxrl.data.from_config import PROJECT_ROOT, load_data  # noqa: F401  (PROJECT_ROOT: re-exported)
 from jaxrl.data.pool import PooledMarket
+from jaxrl.distributed import is_distributed, is_writer, to_host
 from jaxrl.envs import is_trading_env, make_env
 from jaxrl.envs.position_pool import params_on
 from jaxrl.errors import UserError
@@ -146,16 +147,18 @@ def _history_lists(rows: list[dict]) -> dict[str, list]:
 
 
 def prepare_run_dir(cfg: DictConfig, out_dir: str | Path) -> Path:
-    """Create the run directory and write config.yaml; a resumed run must have the same config (run.* aside)."""
+    """Create the run directory and write config.yaml; a resumed run must have the same config (run.* aside).
+    A process that does not write (`jaxrl.distributed`) leaves the directory alone."""
     out_dir = Path(out_dir).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
     config_text = OmegaConf.to_yaml(cfg, resolve=True)
     saved = out_dir / "config.yaml"
     if cfg.run.get("resume", False) and saved.exists() and \
             _without_run(saved.read_text()) != _without_run(config_text):
         raise UserError(f"{saved}: resuming needs the same config as the interrupted run (only run.*, logger and "
                         "report may differ)")
-    saved.write_text(config_text)
+    if is_writer():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(config_text)
     return out_dir
 
 
@@ -163,7 +166,7 @@ def run_single(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True) ->
     """Train one configuration, gate it, write the run directory and record the attempt. Returns a dict with
     `gate`, `record`, ... (`jaxrl.run.run_experiment` dispatches populations to `jaxrl.population.run`)."""
     say = console(verbose)  # the `jaxrl` logger: Hydra's job log (<run dir>/train.log) holds it too
-    with run_lock(out_dir, say=say):  # one writer per run directory
+    with run_lock(out_dir, say=say):  # one writer per run directory (jaxrl.distributed: process 0's)
         return _train_single(cfg, out_dir, say)
 
 
@@ -192,13 +195,25 @@ def _train_single(cfg: DictConfig, out_dir: str | Path, say) -> dict[str, Any]:
     state, timings = run_in_chunks(learner, int(cfg.seed), cfg.run.chunk_updates, out_dir, resume=resume,
                                    on_chunk=on_chunk, state_dir=cfg.run.get("resume_dir"),
                                    trackers=lambda first: trackers.open(first, [(None, config)]))
-    params = learner.chosen_params(state)
+    # on the host: what follows runs on the writer alone (jaxrl.distributed), so no array may span processes
+    params, selection = learner.chosen_params(state), state["selection"]
+    if is_distributed():
+        params, selection = to_host((params, selection))
+    if not is_writer():
+        return not_written(out_dir, timings)
     evaluated = jax.jit(learner.evaluate_gate)(params) if market is not None else None
-    result = finish_attempt(cfg, experiment, out_dir, params, state["selection"], evaluated,
+    result = finish_attempt(cfg, experiment, out_dir, params, selection, evaluated,
                             read_jsonl(out_dir / METRICS_FILE), read_jsonl(out_dir / EVALUATIONS_FILE),
                             timings, seed=int(cfg.seed))
     say(result["summary"])
     return result
+
+
+def not_written(out_dir: Path, timings: dict, **extra) -> dict[str, Any]:
+    """The result on a process that trained along but does not write (`jaxrl.distributed.is_writer`): the writer's
+    run directory and registry hold the gate, record and summary."""
+    return {"timings": timings, "gate": None, "record": None, "out_dir": str(out_dir), "final": {},
+            "summary": f"run dir     {out_dir} (written by process 0)", "written": False, **extra}
 
 
 def finish_attempt(cfg: DictConfig, experiment: Experiment, out_dir: Path, params, selection, evaluated,

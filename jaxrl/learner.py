@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxrl.distributed import put_global
 from jaxrl.errors import UserError
 from jaxrl.gate.backtest import GateSetup, evaluate
 from jaxrl.gate.selection import SelectionConfig, evaluate_and_select, init_selection, run_evaluation_periods
@@ -107,7 +108,7 @@ class LearnerBase:
         """The state on the data mesh (`state_sharding`); as it is without one."""
         if self.data_mesh is None:
             return state
-        return jax.device_put(state, self.state_sharding(state))
+        return put_global(state, self.state_sharding(state))  # the mesh may span processes (jaxrl.distributed)
 
     # ---- data parallelism (run.data_parallel) -------------------------------------------------------------------
     def data_axis(self) -> tuple[str, int, str]:

@@ -7,6 +7,10 @@ removed when the store is opened. If the newest state does not restore, the prev
 The directory may be a gs:// or s3:// URL when its backend is installed: orbax writes there directly.
 
 `resume/progress.json` ({"periods_done": n}) repeats the newest completed step for `python -m jaxrl.status`.
+
+Several processes (`jaxrl.distributed`): every process calls `save`, `restore` and `close` alike; the state is
+gathered to the host, only the writer (process 0) keeps a CheckpointManager and writes, and a restored state is the
+writer's, handed to every process. So the states need to be only on the writer's disk (or its bucket).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 import jaxrl.checkpoint  # noqa: F401  (quiets orbax's INFO logging)
 from jaxrl.checkpoint import write_json_atomic
+from jaxrl.distributed import from_writer, is_distributed, is_writer, to_host
 
 STATE_DIR = "resume"
 PROGRESS_FILE = "progress.json"
@@ -40,9 +47,16 @@ class ResumeStore:
     def manager(self) -> ocp.CheckpointManager:
         """Opened on first use (a run killed before its first save leaves no resume/ directory)."""
         if self._manager is None:
-            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True, cleanup_tmp_directories=True,
-                                                   enable_async_checkpointing=True)
             where = Path(self.directory).absolute() if self.local else self.directory
+            alone = {}
+            if is_distributed():  # the writer saves host arrays by itself: no barrier with the other processes
+                alone = {"create": False, "multiprocessing_options": ocp.options.MultiprocessingOptions(
+                    primary_host=0, active_processes={0})}
+                if self.local:  # orbax creates the directory only when every process takes part
+                    where.mkdir(parents=True, exist_ok=True)
+            options = ocp.CheckpointManagerOptions(**{"max_to_keep": self.keep, "create": True,
+                                                      "cleanup_tmp_directories": True,
+                                                      "enable_async_checkpointing": True, **alone})
             self._manager = ocp.CheckpointManager(where, options=options)
         return self._manager
 
@@ -55,6 +69,8 @@ class ResumeStore:
 
     def clear(self) -> None:
         """Forget every state (a fresh start in a directory that holds an earlier run's)."""
+        if not is_writer():
+            return
         for step in self.steps():
             self.manager.delete(step)
         if self.local and self.exists():
@@ -63,13 +79,31 @@ class ResumeStore:
 
     def save(self, step: int, state: Any) -> None:
         """Start saving `state` as `step` in the background (after the previous save completed)."""
+        if is_distributed():
+            state = to_host(state)  # every process takes part in gathering; the writer alone writes
+            if not is_writer():
+                return
         self.manager.wait_until_finished()
         self._write_progress()
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
     def restore(self, abstract_state: Any, say: Callable[[str], None] = print) -> tuple[Any, int] | None:
         """(state, step) of the newest state that restores, falling back to older ones; None if there is none.
-        A state that does not restore is deleted, so that its step can be saved again."""
+        A state that does not restore is deleted, so that its step can be saved again. Several processes: the
+        writer's state (host arrays), on every process."""
+        if not is_distributed():
+            return self._restore(abstract_state, say)
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        found = self._restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=local),
+                                           abstract_state), say) if is_writer() else None
+        step = int(from_writer(np.int64(-1 if found is None else found[1])))
+        if step < 0:
+            return None
+        mine = to_host(found[0]) if found is not None else jax.tree.map(
+            lambda a: np.zeros(a.shape, a.dtype), abstract_state)
+        return from_writer(mine), step
+
+    def _restore(self, abstract_state: Any, say: Callable[[str], None]) -> tuple[Any, int] | None:
         for step in reversed(self.steps()):
             try:
                 return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
@@ -97,7 +131,7 @@ class ResumeStore:
 
     def close(self) -> None:
         """Wait for the save in flight, record the newest step and release the manager."""
-        if self._manager is None:
+        if self._manager is None:  # (never opened on a process that does not write)
             return
         self._manager.wait_until_finished()
         self._write_progress()

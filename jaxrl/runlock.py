@@ -104,7 +104,14 @@ def release(path: Path) -> None:
 
 
 @contextmanager
-def run_lock(directory: str | Path, say=print, owner: str | None = None) -> Iterator[Path]:
+def run_lock(directory: str | Path, say=print, owner: str | None = None) -> Iterator[Path | None]:
+    """Hold the lock of `directory` while writing there (`owner`: see `acquire`). A process that does not write
+    (`jaxrl.distributed`: not process 0 of a multi-process run) takes no lock and yields None."""
+    from jaxrl.distributed import is_writer
+
+    if not is_writer():
+        yield None
+        return
     path = acquire(directory, say, owner)
     try:
         yield path

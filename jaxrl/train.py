@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 # in well under a second, and JAX, Flax, the environments and the learners take seconds to import. The pipeline
 # (`jaxrl.run`) is imported when the task function runs.
 from jaxrl.cli_help import answer_help
+from jaxrl.distributed import process_index
 from jaxrl.edge import absolute_paths, apply_agent_overrides, register_resolvers
 from jaxrl.errors import take_debug_flag, user_errors
 from jaxrl.shipped import HYDRA_CONFIG_PATH
@@ -60,7 +62,14 @@ def cli() -> None:
     if answer_help("jaxrl-train", "train, gate and write a run directory", "config"):
         return
     take_debug_flag()
+    sys.argv += non_writer_overrides()
     main()
+
+
+def non_writer_overrides(env=None) -> list[str]:
+    """Hydra overrides for a process of a multi-host run that is not process 0 (jaxrl.distributed): Hydra writes
+    neither `.hydra/` nor `train.log` there (the writer's run directory has them), and it logs to the console."""
+    return [] if process_index(env) == 0 else ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
 if __name__ == "__main__":

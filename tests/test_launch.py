@@ -23,7 +23,7 @@ from jaxrl.experiment import PROJECT_ROOT
 
 LAUNCH = PROJECT_ROOT / "launch"
 CONF = PROJECT_ROOT / "hydra_conf"
-SKY_FILES = ["train.sky.yaml", "combos.sky.yaml", "managed_combos.sky.yaml"]
+SKY_FILES = ["train.sky.yaml", "combos.sky.yaml", "managed_combos.sky.yaml", "train_multinode.sky.yaml"]
 
 # ---- SkyPilot's task schema, the part these files use --------------------------------------------------------------
 # Transcribed from skypilot-org/skypilot sky/utils/schemas.py (get_task_schema, get_resources_schema,
@@ -273,6 +273,30 @@ def test_train_task_resumes_a_run_dir_named_by_the_task_id(tmp_path):
     (call,) = _run_script(task, tmp_path / "named", RUN_NAME="btc-5m", OVERRIDES="data=btc seed=2")
     assert "hydra.run.dir=/outputs/runs/btc-5m" in call
     assert _compose("config", call[2:]).data.symbol == "BTC"
+
+
+def test_multinode_task_runs_the_same_command_on_every_node_and_joins_them(tmp_path):
+    from jaxrl.distributed import distributed_args
+    from jaxrl.train import non_writer_overrides
+
+    task = sky_task("train_multinode.sky.yaml")
+    assert task["num_nodes"] == 2
+    nodes = {"SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2\n", "SKYPILOT_NUM_NODES": "2"}
+    calls = [_run_script(task, tmp_path / f"node{rank}", SKYPILOT_NODE_RANK=str(rank), **nodes)
+             for rank in range(2)]
+    assert [len(c) for c in calls] == [1, 1] and calls[0] == calls[1]  # one program, started on each node
+    (call,) = calls[0]
+    assert call[:2] == ["-m", "jaxrl.train"] and "run.resume=true" in call
+    assert "hydra.run.dir=/outputs/runs/sky-managed-2026-01-01-00-00-00-000000_job_7-0" in call
+    cfg = _compose("config", call[2:])
+    assert cfg.run.num_seeds % task["num_nodes"] == 0 and cfg.registry.root == "/outputs/registry"
+    # what jaxrl.distributed makes of each node's environment (the task's envs plus SkyPilot's variables)
+    envs = {k: str(v) for k, v in task["envs"].items() if v is not None}
+    joined = [distributed_args({**envs, **nodes, "SKYPILOT_NODE_RANK": str(rank)}) for rank in range(2)]
+    assert joined == [{"coordinator_address": f"10.0.0.1:{envs['JAXRL_COORDINATOR_PORT']}", "num_processes": 2,
+                       "process_id": rank} for rank in range(2)]
+    assert [non_writer_overrides({**envs, **nodes, "SKYPILOT_NODE_RANK": str(rank)}) for rank in range(2)] == [
+        [], ["hydra.output_subdir=null", "hydra/job_logging=stdout"]]  # only the head node's Hydra writes
 
 
 @pytest.mark.parametrize("name", ["combos.sky.yaml", "managed_combos.sky.yaml"])

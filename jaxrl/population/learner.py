@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxrl.distributed import put_global
 from jaxrl.population.members import MemberEnv, MemberInputs, merge_env, own_env
 from jaxrl.sharding import MEMBERS as AXIS
 from jaxrl.sharding import shard_map_unchecked
@@ -111,19 +112,36 @@ class Population:
         return {**members, SHARED: env.shared}
 
     def place_state(self, state):
-        """Spread the member axis over the mesh, the shared market whole on every device (a no-op on one device)."""
+        """Spread the member axis over the mesh, the shared market whole on every device (a no-op on one device); the
+        mesh may span several processes (`jaxrl.distributed`), each of which holds the whole state and keeps its own
+        devices' members."""
         if self.mesh is None:
             return state
-        shared = jax.device_put(state[SHARED], NamedSharding(self.mesh, REPLICATED))
+        shared = put_global(state[SHARED], NamedSharding(self.mesh, REPLICATED))
         members = member_state(state)
         if self.data_parallel:  # each leaf as the learner lays out one member's, with the member axis in front
             one = jax.eval_shape(lambda s: jax.tree.map(lambda x: x[0], s), members)
-            members = jax.device_put(members, jax.tree.map(
+            members = put_global(members, jax.tree.map(
                 lambda leaf: NamedSharding(self.mesh, PartitionSpec(AXIS, *leaf.spec)),
                 self.learner.state_sharding(one)))
         else:
-            members = jax.device_put(members, NamedSharding(self.mesh, MEMBERS))
+            members = self.place_members(members)
         return {**members, SHARED: shared}
+
+    def place_members(self, tree):
+        """Any tree with the member axis first (the members' state, their env params) split over the mesh's member
+        axis (a no-op on one device); the mesh may span several processes (`jaxrl.distributed`)."""
+        if self.mesh is None:
+            return tree
+        return put_global(tree, NamedSharding(self.mesh, MEMBERS))
+
+    def place_env(self, env_params: MemberEnv) -> MemberEnv:
+        """The members' env params on the mesh: their own settings split over the member axis, the shared market
+        whole on every device (a no-op on one device)."""
+        if self.mesh is None:
+            return env_params
+        return MemberEnv(self.place_members(env_params.members),
+                         put_global(env_params.shared, NamedSharding(self.mesh, REPLICATED)))
 
     def _over_members(self, fn, out_specs):
         """`fn(member state, shared market)` vmapped over the members (the market unbatched; per-update outputs get
@@ -192,8 +210,9 @@ def _nbytes(tree) -> int:
 
 def device_memory_bytes(device=None) -> tuple[int, str]:
     """(bytes one device may use, where that number comes from). GPUs report their limit; a CPU device shares the
-    machine's RAM with every other simulated CPU device, so it gets the physical memory divided among them."""
-    device = device or jax.devices()[0]
+    machine's RAM with every other simulated CPU device, so it gets the physical memory divided among them. (This
+    process's devices: in a multi-host run another host's cannot be asked.)"""
+    device = device or jax.local_devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.device_kind} bytes_limit"
@@ -201,7 +220,7 @@ def device_memory_bytes(device=None) -> tuple[int, str]:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         total = 16 * 2**30
-    count = max(1, len([d for d in jax.devices() if d.platform == device.platform]))
+    count = max(1, len([d for d in jax.local_devices() if d.platform == device.platform]))
     return int(0.8 * total / count), f"80% of {total / 2**30:.0f} GiB RAM over {count} CPU device(s)"
 
 

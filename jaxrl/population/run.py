@@ -12,6 +12,9 @@ Directory layout of `python -m jaxrl.train run.num_seeds=8 sweep.lr=[1e-4,3e-4]`
 
 A population larger than `run.population_chunk` runs as several groups of that size, one after another, all
 through the same compiled program (the last group is padded with copies whose results are dropped).
+
+Several processes (`jaxrl.distributed`): the members are split over the devices of every process (one global
+mesh); all processes train and gate together, process 0 alone writes everything above.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from jaxrl.checkpoint import write_json_atomic
 from jaxrl.config import validate_config
 from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
 from jaxrl.compiled import compiled_once, share_compiled
-from jaxrl.experiment import Experiment, data_parallel_mesh, finish_attempt, prepare_run_dir, split_line
+from jaxrl.distributed import from_writer, is_writer, to_host
+from jaxrl.experiment import (Experiment, data_parallel_mesh, finish_attempt, not_written, prepare_run_dir,
+                              split_line)
 from jaxrl.gate.files import GATE_FILE
 from jaxrl.gate.overfitting import sharpe_per_period
 from jaxrl.loggers import Trackers, console
@@ -68,7 +73,7 @@ def run_population(cfg: DictConfig, out_dir: str | Path, *, verbose: bool = True
     gate value (what a Hydra sweeper optimises) and `members` = each member's result. `members` (default: the
     seeds crossed with `cfg.sweep`'s lists) may be any list of traced settings, e.g. a batch of search trials."""
     say = console(verbose)  # the `jaxrl` logger: Hydra's job log (<run dir>/train.log) holds it too
-    with run_lock(out_dir, say=say):  # one writer per run directory
+    with run_lock(out_dir, say=say):  # one writer per run directory (jaxrl.distributed: process 0's)
         return _run_population(cfg, out_dir, say, population_members(cfg) if members is None else members)
 
 
@@ -81,7 +86,8 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
     check_sweep_names(list(members[0].values), learner_hyper(learner), experiment.env_params)  # names first
     for member in members:  # a swept value out of range (sweep.env.cost_bps=[-5,2]) fails like a single setting
         validate_config(member_config(cfg, member))
-    devices = jax.devices()
+    devices = jax.devices()  # every process's: the member axis spans them all
+    writer = is_writer()
     chunk = int(cfg.run.get("population_chunk", 64))
     mesh = member_mesh(devices) if len(devices) > 1 else None
     split = data_parallel_mesh(cfg, min(len(members), max(chunk, 1)))  # run.data_parallel: members x data
@@ -90,9 +96,9 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
         mesh = split if learner.data_mesh is not None else mesh  # all devices on "members": as without
     size = group_sizes(len(members), chunk, 1 if mesh is None else int(mesh.shape[MEMBERS]))
     groups = [members[i:i + size] for i in range(0, len(members), size)]
-    # What `python -m jaxrl.status` reads (files only): which member trains in which group.
-    write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
-                                            "members": [m.as_dict() for m in members]})
+    if writer:  # What `python -m jaxrl.status` reads (files only): which member trains in which group.
+        write_json_atomic(out_dir / PLAN_FILE, {"group_size": size, "groups": [[m.label for m in g] for g in groups],
+                                                "members": [m.as_dict() for m in members]})
     say(f"jaxrl population: {len(members)} members ({cfg.run.num_seeds} seeds x "
         f"{-(-len(members) // int(cfg.run.num_seeds))} settings) of {cfg.env.name} / {cfg.agent.name} / "
         f"{experiment.market.symbol if experiment.market else '-'} in {len(groups)} group(s) of {size}, "
@@ -107,18 +113,20 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
     timings_all = {"compile_s": 0.0, "run_s": 0.0}
     for g, group in enumerate(groups):
         group_dir = out_dir / f"group{g:02d}"
-        group_dir.mkdir(exist_ok=True)
         done_file = group_dir / DONE_FILE
-        if resume and done_file.exists():
+        if writer:
+            group_dir.mkdir(exist_ok=True)
+        if from_writer(np.int32(resume and writer and done_file.exists())):  # the writer's disk decides
             say(f"  group {g}: finished earlier, reading its members")
-            results += [_read_member(out_dir, member) for member in group]
+            results += [_read_member(out_dir, member) for member in group] if writer else []
             continue
         padded = group + [group[-1]] * (size - len(group))
         population = Population(learner, member_inputs(learner, experiment.env_params, padded), mesh)
         share_compiled(population, programs)
         if g == 0:
             estimate = check_memory(population, cfg.run.get("memory_limit_gb"))
-            write_json_atomic(out_dir / "memory.json", estimate)
+            if writer:
+                write_json_atomic(out_dir / "memory.json", estimate)
             say(f"  memory estimate {estimate['per_device_bytes'] / 2**20:,.1f} MiB per device "
                 f"({estimate['members_per_device']} members x {estimate['per_member_bytes'] / 2**20:,.1f} MiB) "
                 f"of {estimate['limit_bytes'] / 2**30:,.1f} GiB ({estimate['limit_source']})")
@@ -131,7 +139,11 @@ def _run_population(cfg: DictConfig, out_dir: str | Path, say, members: list[Mem
         for name in ("compile_s", "run_s"):
             timings_all[name] += timings[name]
         results += _finish_group(cfg, experiment, population, state, group, group_dir, out_dir, timings)
-        write_json_atomic(done_file, {"members": [m.label for m in group]})
+        if writer:
+            write_json_atomic(done_file, {"members": [m.label for m in group]})
+
+    if not writer:
+        return not_written(out_dir, timings_all, population=None, members=[])
 
     threshold = float(cfg.gate.threshold) if experiment.market is not None else None
     if experiment.market is not None:  # DSR among members x evaluations, PBO over the members (README)
@@ -172,10 +184,12 @@ def _finish_group(cfg, experiment: Experiment, population: Population, state, gr
     """Gate every member inside one compiled call, then write each member's run directory and registry entry."""
     learner = experiment.learner
     gate = compiled_once(learner, "members_gate", partial(members_gate, learner))
-    params, evaluated = gate(state, population.inputs.env_params)
-    # to the host once; each member's slice is then a numpy view
-    params, selection, evaluated, env_params = jax.device_get(
+    params, evaluated = gate(state, population.place_env(population.inputs.env_params))
+    # to the host once (gathered from every process); each member's slice is then a numpy view
+    params, selection, evaluated, env_params = to_host(
         (params, state["selection"], evaluated, population.inputs.env_params))
+    if not is_writer():
+        return []
     metrics_rows, evaluations = read_jsonl(group_dir / METRICS_FILE), read_jsonl(group_dir / EVALUATIONS_FILE)
     trials = gate_trials(evaluated, len(group))
     results = []
