@@ -27,9 +27,18 @@ CACHE_ENV = "JAXRL_TEST_XLA_CACHE"
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
+# One CPU device per test process, whatever imports what: `import jaxrl.bench` gives a benchmark process one device
+# per core unless XLA_FLAGS already names a count, and a worker whose device count depended on which test files it
+# collected split populations into different groups (run.population_chunk rounds up to the device count). Tests
+# that need several devices start a subprocess with `helpers.xla_flags(devices=N)`.
+ONE_DEVICE = "--xla_force_host_platform_device_count=1"
+
+
 def pytest_configure(config):
     if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+    if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
+        os.environ["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {ONE_DEVICE}"
     if not os.environ.get(CACHE_ENV):  # the controller (or a plain run) makes it; xdist workers inherit it
         os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="jaxrl-test-xla-cache-")
     jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])

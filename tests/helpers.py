@@ -1,5 +1,8 @@
 """Small configurations and planted-signal markets shared by the tests (compile time dominates: keep shapes tiny)."""
 
+import os
+import re
+
 import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
@@ -35,3 +38,9 @@ def planted_trend_csv(path, bars=1700, seed=1, drift=0.002, vol=0.01, mean_regim
     dates = pd.bdate_range("2010-01-04", periods=bars).strftime("%Y-%m-%d")
     pd.DataFrame({"Date": dates, "Close": closes}).to_csv(path, index=False)
     return regime
+
+
+def xla_flags(devices: int) -> str:
+    """This process's XLA_FLAGS with `devices` simulated CPU devices instead of its own count (for a subprocess)."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")).split()
+    return " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])

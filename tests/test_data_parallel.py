@@ -15,6 +15,7 @@ import textwrap
 
 import jax
 import pytest
+from helpers import xla_flags
 
 from jaxrl.errors import UserError
 from jaxrl.experiment import PROJECT_ROOT
@@ -126,7 +127,7 @@ def run_on_four_devices(tmp_path, script: str) -> str:
     path = tmp_path / "data_parallel.py"
     path.write_text(script.format(root=str(PROJECT_ROOT), tests=str(PROJECT_ROOT / "tests")))
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()}
+           "XLA_FLAGS": xla_flags(devices=4)}
     done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=400, env=env,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

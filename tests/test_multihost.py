@@ -21,7 +21,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from helpers import tiny_config
+from helpers import tiny_config, xla_flags
 from test_population import assert_member_close
 
 from jaxrl.chunks import read_jsonl
@@ -133,7 +133,7 @@ def two_processes(tmp_path_factory):
     for rank in range(2):
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXRL_COORDINATOR": f"127.0.0.1:{port}",
                "JAXRL_NUM_PROCESSES": "2", "JAXRL_PROCESS_ID": str(rank),
-               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()}
+               "XLA_FLAGS": xla_flags(devices=2)}
         log = open(tmp / f"log{rank}.txt", "w")
         procs.append((subprocess.Popen([sys.executable, str(script), str(tmp / f"p{rank}" / "run"),
                                         str(tmp / f"p{rank}" / "registry"), str(tmp / f"report{rank}.json")],

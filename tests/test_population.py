@@ -18,7 +18,7 @@ from functools import partial
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, tiny_config
+from helpers import TINY, tiny_config, xla_flags
 
 from jaxrl.agents.ppo import PPO
 from jaxrl.chunks import read_jsonl
@@ -394,7 +394,7 @@ def test_sharded_over_four_devices_matches_one_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED.format(tests=str(PROJECT_ROOT / "tests")))
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()}
+           "XLA_FLAGS": xla_flags(devices=4)}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400, env=env,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
