@@ -44,3 +44,14 @@ def xla_flags(devices: int) -> str:
     """This process's XLA_FLAGS with `devices` simulated CPU devices instead of its own count (for a subprocess)."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")).split()
     return " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+
+
+def assert_rows_close(rows: list[dict], expected: list[dict], name: str) -> None:
+    """Logged rows (metrics.jsonl / evaluations.jsonl) equal to `expected` key by key up to float reassociation;
+    None (NaN: no finished episode yet) exactly where `expected` has it."""
+    assert len(rows) == len(expected) > 0 and rows[0].keys() == expected[0].keys(), name
+    for row, want in zip(rows, expected):
+        for key, value in want.items():
+            assert (row[key] is None) == (value is None), (name, key, row[key], value)
+            np.testing.assert_allclose(np.asarray(row[key], float), np.asarray(value, float), rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{name} {key}")

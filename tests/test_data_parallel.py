@@ -27,7 +27,7 @@ PRELUDE = textwrap.dedent("""
     import os
     import jax, numpy as np
     from hydra import compose, initialize_config_dir
-    from helpers import TINY, tiny_config
+    from helpers import TINY, assert_rows_close, tiny_config
     from jaxrl.chunks import EVALUATIONS_FILE, METRICS_FILE, read_jsonl, run_in_chunks
     from jaxrl.run import run_experiment
     from jaxrl.compiled import compiled_cache
@@ -71,13 +71,7 @@ PPO = PRELUDE + textwrap.dedent("""
     # The normal run (`python -m jaxrl.train run.data_parallel=true`): it prints the split and logs the same rows.
     run_experiment(cfg, "run")
     for name in (METRICS_FILE, EVALUATIONS_FILE):
-        rows, expected = read_jsonl(f"run/{{name}}"), read_jsonl(f"one/{{name}}")
-        assert len(rows) == len(expected) > 0 and rows[0].keys() == expected[0].keys(), name
-        for row, want in zip(rows, expected):
-            for key, value in want.items():  # None: NaN (no finished episode yet)
-                assert (row[key] is None) == (value is None), (name, key, row[key], value)
-                np.testing.assert_allclose(np.asarray(row[key], float), np.asarray(value, float), rtol=1e-4,
-                                           atol=1e-6, err_msg=f"{{name}} {{key}}")
+        assert_rows_close(read_jsonl(f"run/{{name}}"), read_jsonl(f"one/{{name}}"), name)
     print("ppo OK", time.perf_counter() - START)
 """)
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from helpers import tiny_config, xla_flags
+from helpers import assert_rows_close, tiny_config, xla_flags
 from test_population import assert_member_close
 
 from jaxrl.chunks import read_jsonl
@@ -205,13 +205,7 @@ def test_a_data_parallel_run_over_two_processes_equals_one_process(one_process, 
     out, _, alone = one_process
     split_dir, one_dir = tmp / "p0" / "run-dp", out / "ppo"
     for name in ("metrics.jsonl", "evaluations.jsonl"):  # the same rows, written by process 0 alone
-        rows, expected = read_jsonl(split_dir / name), read_jsonl(one_dir / name)
-        assert len(rows) == len(expected) > 0 and rows[0].keys() == expected[0].keys(), name
-        for row, want in zip(rows, expected):
-            for key, value in want.items():  # None: NaN (no finished episode yet)
-                assert (row[key] is None) == (value is None), (name, key, row[key], value)
-                np.testing.assert_allclose(np.asarray(row[key], float), np.asarray(value, float), rtol=1e-4,
-                                           atol=1e-6, err_msg=f"{name} {key}")
+        assert_rows_close(read_jsonl(split_dir / name), read_jsonl(one_dir / name), name)
     assert_member_close(last_state(split_dir), last_state(one_dir), "data-parallel over two processes vs one")
     np.testing.assert_allclose(reports[0]["data_parallel_gate"], alone["gate"]["rolling_sharpe_mean"], rtol=1e-4,
                                atol=1e-6)
