@@ -115,11 +115,9 @@ def split_line(learner, mesh) -> str:
     setting, size, unit = learner.data_axis()
     members, data = int(mesh.shape[MEMBERS]), int(mesh.shape[DATA])
     shape = f" (mesh {members} members x {data} data)" if members > 1 else ""
-    if data == 1:
-        return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: every device trains "
-                f"whole members ({setting}={size} not split)")
-    return (f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: {setting}={size} split "
-            f"into {size // data} {unit} per device, gradients averaged over {data}")
+    split = (f"every device trains whole members ({setting}={size} not split)" if data == 1 else
+             f"{setting}={size} split into {size // data} {unit} per device, gradients averaged over {data}")
+    return f"devices     {mesh.size} {mesh.devices.flat[0].platform}{shape}, data-parallel: {split}"
 
 
 def training_evidence(metrics_rows: list[dict], period: int, periods_per_year: int | None) -> dict[str, Any]:
